@@ -33,7 +33,7 @@ $(MATHJAX_JS):
 # and every warning (broken reference, missing citation or glue key, failing cell) fails the build.
 book: venv mathjax
 	rm -rf _build
-	start=$$(date +%s); \
+	@start=$$(date +%s); \
 	$(JB) build . -W -n --keep-going --all; \
 	echo "Book built in $$(( $$(date +%s) - start )) s: open $(CURDIR)/_build/html/index.html (or: make serve)"
 

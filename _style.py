@@ -81,3 +81,11 @@ def style_ax(ax, *, title=None, xlabel=None, ylabel=None, legend=True):
     if legend and handles:
         ax.legend()
     return ax
+
+
+def glue_figure(name, fig):
+    """Glue ``fig`` for a ``{glue:figure}`` directive and close it, so it is shown once, captioned."""
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)
