@@ -543,7 +543,7 @@ def cv_bandwidth(x, weights=None, *, bounds=None, n_grid=24, xatol=1e-6):
         Non-negative weights (see :func:`cv_log_likelihood`).
     bounds : (float, float), optional
         Search interval for :math:`h` in data units. Default: from
-        :math:`10^{-3}\hat\sigma` to :math:`4\hat\sigma`.
+        :math:`10^{-3}\min(\hat\sigma, \mathrm{IQR}/1.34)` to :math:`4\hat\sigma`.
     n_grid : int, default 24
         Number of log-spaced bandwidths scanned before the local refinement.
     xatol : float, default 1e-6
@@ -608,7 +608,9 @@ def cv_bandwidth(x, weights=None, *, bounds=None, n_grid=24, xatol=1e-6):
             "without bound as the bandwidth goes to 0. Remove or merge duplicates (merged "
             "points can carry weights), or use bandwidth='isj' or 'silverman'."
         )
-    lo, hi = _cv_bounds(bounds, sigma)
+    q25, q75 = weighted_quantile(data, [0.25, 0.75], w)
+    robust = min(sigma, (q75 - q25) / SILVERMAN_IQR_DIVISOR)  # > 0: the values are distinct
+    lo, hi = _cv_bounds(bounds, robust, sigma)
     log_grid = np.linspace(np.log(lo), np.log(hi), int(n_grid))
     scores = np.array([_loo_objective(data, w, np.exp(v)) for v in log_grid])
     best = int(np.argmax(scores))
@@ -627,9 +629,9 @@ def cv_bandwidth(x, weights=None, *, bounds=None, n_grid=24, xatol=1e-6):
     return float(np.exp(result.x))
 
 
-def _cv_bounds(bounds, sigma):
+def _cv_bounds(bounds, robust_scale, sigma):
     if bounds is None:
-        return 1e-3 * sigma, 4.0 * sigma
+        return 1e-3 * robust_scale, 4.0 * sigma
     lo, hi = (float(b) for b in bounds)
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
         raise ValueError(f"bounds must be two finite numbers 0 < lo < hi; got {bounds!r}.")

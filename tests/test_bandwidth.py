@@ -71,7 +71,8 @@ def test_zero_weight_points_are_ignored():
 def test_weighted_quantile_reduces_to_numpy_linear():
     x = np.random.default_rng(6).normal(size=41)
     q = np.linspace(0, 1, 17)
-    np.testing.assert_allclose(bw.weighted_quantile(x, q, np.full(41, 1 / 41)), np.percentile(x, 100 * q), rtol=1e-13, atol=1e-14)
+    equal = bw.weighted_quantile(x, q, np.full(41, 1 / 41))
+    np.testing.assert_allclose(equal, np.percentile(x, 100 * q), rtol=1e-13, atol=1e-14)
 
 
 def scott_spread(x):
