@@ -1,0 +1,514 @@
+"""Tests of kdelib.image: exactness against independent references, dispatch, bounds, errors."""
+
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
+from scipy.special import logsumexp
+
+from kdelib import image
+
+SIGMAS = np.array([0.05, 0.08, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0])
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+
+
+# ------------------------------------------------------------------------------------------
+# Independent references
+
+
+def direct_reference(train, data, sigmas):
+    """Per-row values from direct squared differences (scipy cdist) and scipy logsumexp."""
+    sq = cdist(np.asarray(data, float), np.asarray(train, float), "sqeuclidean")
+    k, d = np.shape(train)
+    return np.array([
+        logsumexp(-sq / (2 * s * s), axis=1) - math.log(k) - 0.5 * d * math.log(2 * math.pi * s * s)
+        for s in np.atleast_1d(sigmas)
+    ])
+
+
+def integer_reference(train_codes, data_codes, scale, sigmas):
+    """Per-row values from exact int64 squared differences of integer codes."""
+    a = np.asarray(train_codes, np.int64)
+    x = np.asarray(data_codes, np.int64)
+    sq = ((x[:, None, :] - a[None, :, :]) ** 2).sum(axis=2).astype(np.float64)
+    k, d = a.shape
+    return np.array([
+        logsumexp(-sq / (2 * s * s * scale * scale), axis=1) - math.log(k)
+        - 0.5 * d * math.log(2 * math.pi * s * s)
+        for s in np.atleast_1d(sigmas)
+    ])
+
+
+def assert_rel(actual, expected, rtol):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape
+    err = np.abs(actual - expected) / np.maximum(np.abs(expected), 1.0)
+    assert err.max() <= rtol, f"max relative error {err.max():.3e} > {rtol:.1e}"
+
+
+def random_codes(rng, n, d, density=0.3, top=255):
+    """Sparse 8-bit 'images': mostly zeros, some bright pixels, like MNIST."""
+    codes = rng.integers(0, top + 1, size=(n, d))
+    codes[rng.random((n, d)) > density] = 0
+    return codes.astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------
+# MNIST (skipped without the files)
+
+
+def mnist_dir():
+    folder = os.environ.get("KDELIB_DATA", "")
+    if not folder or not all((Path(folder) / name).is_file() for name in MNIST_FILES):
+        pytest.skip("MNIST files not found: set KDELIB_DATA to the folder holding the IDX .gz "
+                    "files (e.g. ../shared/data/mnist)")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from kdelib.datasets import mnist_splits
+
+    return mnist_splits(data_dir=mnist_dir())
+
+
+# ------------------------------------------------------------------------------------------
+# Exactness
+
+
+def test_float64_path_matches_direct_differences():
+    rng = np.random.default_rng(1)
+    train, data = rng.normal(size=(60, 5)), rng.normal(size=(40, 5))
+    assert image.distance_plan(train, data).method == "float64"
+    got = image.log_likelihood(train, data, [0.05, 0.3, 1.0, 3.0], per_sample=True)
+    assert_rel(got, direct_reference(train, data, [0.05, 0.3, 1.0, 3.0]), 1e-12)
+
+
+def test_lattice_path_is_exact_against_integer_distances():
+    rng = np.random.default_rng(2)
+    a, x = random_codes(rng, 300, 50), random_codes(rng, 80, 50)
+    plan = image.distance_plan(a / 256, x / 256)
+    assert (plan.method, plan.scale, plan.float32_rows) == ("lattice", 256, 80)
+    got = image.log_likelihood(a / 256, x / 256, SIGMAS, per_sample=True)
+    assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
+
+
+@pytest.mark.parametrize("scale", [255, 1])
+def test_other_lattices(scale):
+    rng = np.random.default_rng(3)
+    a, x = random_codes(rng, 120, 30), random_codes(rng, 50, 30)
+    train, data = a / np.float64(scale), x / np.float64(scale)
+    plan = image.distance_plan(train, data)
+    assert (plan.method, plan.scale) == ("lattice", scale)
+    sigmas = SIGMAS * (255 if scale == 1 else 1)
+    got = image.log_likelihood(train, data, sigmas, per_sample=True)
+    assert_rel(got, direct_reference(train, data, sigmas), 1e-12)
+
+
+def test_float32_bound_sends_heavy_rows_to_float64():
+    """Rows whose cross products could pass 2**24 are not computed in float32."""
+    rng = np.random.default_rng(4)
+    d = 400
+    a = rng.integers(200, 256, size=(90, d)).astype(np.uint8)
+    x = random_codes(rng, 40, d, density=0.05)
+    x[:5] = 255  # x . a = 255 * sum(a) > 2**24: these rows must take the float64 GEMM
+    plan = image.distance_plan(a / 256, x / 256)
+    assert plan.method == "lattice" and plan.float32_rows <= 35
+    assert plan.chunked_rows == 40 - plan.float32_rows
+    safe = image._prepare(a / 256.0, x / 256.0).gemm_mode == "float32"
+    exact_dot = x.astype(np.int64) @ a.astype(np.int64).T
+    assert np.all(exact_dot[safe].max(axis=1) <= 2**24)  # the certificate holds
+    assert not safe[:5].any()
+    got = image.log_likelihood(a / 256, x / 256, SIGMAS, per_sample=True)
+    assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
+
+
+def test_zero_training_columns_still_count_in_the_distance():
+    rng = np.random.default_rng(5)
+    a, x = random_codes(rng, 70, 20), random_codes(rng, 30, 20, density=0.8)
+    a[:, :6] = 0  # pixels dark in every training image, bright in the data
+    plan = image.distance_plan(a / 256, x / 256)
+    assert plan.gemm_columns <= 14
+    got = image.log_likelihood(a / 256, x / 256, SIGMAS, per_sample=True)
+    assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
+    zero = np.zeros((10, 20))
+    assert_rel(image.log_likelihood(zero, x / 256, SIGMAS, per_sample=True),
+               integer_reference(np.zeros((10, 20)), x, 256, SIGMAS), 1e-13)
+
+
+@pytest.mark.parametrize("setting", [
+    {"LATTICE_SCALES": ()},  # force the float64 expansion
+    {"SPARSE_FRACTION": 1.0},  # every sigma through the gathered near terms
+    {"SPARSE_FRACTION": -1.0},  # every sigma through all terms
+    {"_MAX_TRAIN_CHUNK": 7},  # stream the training set in chunks
+    {"_FLOAT32_EXACT": 0},  # no row certified: float32 GEMMs over column chunks
+    {"_FLOAT32_EXACT": 0, "FLOAT32_COLUMNS": 7},  # many column chunks
+    {"_float32_gemm_check": {"ok": False}},  # a BLAS failing the canary: float64 GEMMs
+])
+def test_every_internal_path_gives_the_same_values(monkeypatch, setting):
+    rng = np.random.default_rng(6)
+    a, x = random_codes(rng, 61, 40), random_codes(rng, 33, 40)
+    # far training images first, so the running minimum moves when streaming
+    order = np.argsort(-cdist(x[:1] / 256, a / 256).ravel())
+    a = a[order]
+    for name, value in setting.items():
+        monkeypatch.setattr(image, name, value)
+    got = image.log_likelihood(a / 256, x / 256, SIGMAS, per_sample=True, block_size=9)
+    assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
+
+
+def test_dropped_terms_respect_the_documented_bound(monkeypatch):
+    """With a loose cut-off (2**-5) the error is visible and stays below k * exp(-T)."""
+    monkeypatch.setattr(image, "NEGLIGIBLE_LOG2", 5)
+    k, sigma = 400, 0.1
+    threshold = math.log(k) + 5 * math.log(2)
+    # one training image at the data point, the others just beyond the cut-off
+    radius = math.sqrt((threshold + 0.05) * 2 * sigma**2)
+    train = np.zeros((k, 2))
+    angles = np.linspace(0, 2 * np.pi, k - 1, endpoint=False)
+    train[1:] = radius * np.c_[np.cos(angles), np.sin(angles)]
+    data = np.zeros((1, 2))
+    monkeypatch.setattr(image, "SPARSE_FRACTION", 1.0)  # make sure the cut-off is applied
+    got = image.log_likelihood(train, data, sigma, per_sample=True)[0]
+    full = direct_reference(train, data, sigma)[0, 0]
+    dropped = full - got
+    assert 0 < dropped <= k * math.exp(-threshold)
+
+
+def test_exponential_tables_are_accurate():
+    coef = np.array([1 / (2 * 2.0**2 * 65536), 1 / (2 * 0.5**2 * 65536)])
+    max_delta = 784 * 255**2
+    shift, tables = image._exp_tables(coef, max_delta)
+    rng = np.random.default_rng(7)
+    deltas = np.r_[0, 1, (1 << shift) - 1, 1 << shift, max_delta, rng.integers(0, max_delta, 300)]
+    for c, (hi, lo) in zip(coef, tables):
+        got = np.take(hi, deltas >> shift, mode="clip") * lo[deltas & ((1 << shift) - 1)]
+        for delta, value in zip(deltas, got):
+            exact = mpmath.exp(-mpmath.mpf(int(delta)) * mpmath.mpf(float(c)))
+            if exact < mpmath.mpf(2) ** -1000:  # below the normal range: must be tiny or zero
+                assert value <= 2.0**-1000
+                continue
+            rel = abs((mpmath.mpf(float(value)) - exact) / exact)
+            # argument rounding (~exponent * eps) plus a few ulps of exp and product
+            assert rel <= (4 + delta * c) * 2.0**-53
+
+
+def test_squared_terms_keep_relative_accuracy():
+    """sigma = 1 from sigma = 2 by two squarings: error within 2**2 times a few ulps."""
+    coef = np.array([1 / (2 * 4.0 * 65536), 1 / (2 * 1.0 * 65536)])
+    shift, tables = image._exp_tables(coef, 784 * 255**2)
+    deltas = np.random.default_rng(8).integers(0, 40 * 2 * 65536, 200)
+    hi, lo = tables[0]
+    base = hi[deltas >> shift] * lo[deltas & ((1 << shift) - 1)]
+    squared = (base * base) ** 2
+    for delta, value in zip(deltas, squared):
+        exact = mpmath.exp(-mpmath.mpf(int(delta)) * mpmath.mpf(float(coef[1])))
+        assert abs((mpmath.mpf(float(value)) - exact) / exact) <= 4 * (4 + 50) * 2.0**-53
+
+
+def test_tiny_sigma_large_magnitudes():
+    rng = np.random.default_rng(9)
+    a, x = random_codes(rng, 50, 64), random_codes(rng, 20, 64)
+    sigmas = [1e-3, 1e-2]
+    got = image.log_likelihood(a / 256, x / 256, sigmas, per_sample=True)
+    assert np.abs(got).max() > 1e5
+    assert_rel(got, integer_reference(a, x, 256, sigmas), 1e-14)
+
+
+# ------------------------------------------------------------------------------------------
+# Properties
+
+
+codes_arrays = st.integers(1, 12).flatmap(
+    lambda d: st.tuples(
+        st.lists(st.lists(st.integers(0, 255), min_size=d, max_size=d), min_size=1, max_size=15),
+        st.lists(st.lists(st.integers(0, 255), min_size=d, max_size=d), min_size=1, max_size=8),
+    )
+)
+sigma_values = st.floats(0.01, 5.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(codes_arrays, sigma_values)
+def test_property_matches_integer_reference(arrays, sigma):
+    a, x = (np.array(v, dtype=np.uint8) for v in arrays)
+    got = image.log_likelihood(a / 256, x / 256, sigma, per_sample=True)
+    assert_rel(got, integer_reference(a, x, 256, sigma)[0], 1e-13)
+
+
+@settings(max_examples=40, deadline=None)
+@given(codes_arrays, sigma_values)
+def test_property_duplicated_centres_change_nothing(arrays, sigma):
+    a, x = (np.array(v, dtype=np.float64) / 256 for v in arrays)
+    once = image.log_likelihood(a, x, sigma, per_sample=True)
+    twice = image.log_likelihood(np.vstack([a, a[::-1]]), x, sigma, per_sample=True)
+    assert_rel(twice, once, 1e-13)
+
+
+@settings(max_examples=40, deadline=None)
+@given(codes_arrays, sigma_values)
+def test_property_bounded_by_nearest_centre(arrays, sigma):
+    """-m/(2s^2) - log k - c <= log p(x) <= -m/(2s^2) - c, m the nearest squared distance."""
+    a, x = (np.array(v, dtype=np.float64) for v in arrays)
+    got = image.log_likelihood(a, x, sigma, per_sample=True)
+    nearest = cdist(x, a, "sqeuclidean").min(axis=1)
+    const = 0.5 * a.shape[1] * math.log(2 * math.pi * sigma**2)
+    upper = -nearest / (2 * sigma**2) - const
+    slack = 1e-12 * np.maximum(np.abs(upper), 1)
+    assert np.all(got <= upper + slack)
+    assert np.all(got >= upper - math.log(len(a)) - slack)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 20))
+def test_property_float_data_matches_direct(seed, k, n):
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(1, 9))
+    train, data = rng.normal(size=(k, d)) * 3, rng.normal(size=(n, d)) * 3
+    sigmas = np.exp(rng.uniform(-3, 2, size=3))
+    got = image.log_likelihood(train, data, sigmas, per_sample=True)
+    assert_rel(got, direct_reference(train, data, sigmas), 1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# Shapes, threads, blocks
+
+
+def test_output_shapes_and_mean():
+    rng = np.random.default_rng(10)
+    train, data = rng.random((30, 4)), rng.random((12, 4))
+    assert image.log_likelihood(train, data, 0.3).shape == ()
+    assert image.log_likelihood(train, data, [0.3]).shape == (1,)
+    assert image.log_likelihood(train, data, 0.3, per_sample=True).shape == (12,)
+    rows = image.log_likelihood(train, data, [0.3, 1.0], per_sample=True)
+    assert rows.shape == (2, 12)
+    means = image.log_likelihood(train, data, [0.3, 1.0])
+    np.testing.assert_allclose(means, [math.fsum(r) / 12 for r in rows], rtol=1e-15)
+
+
+def test_threads_and_blocks_do_not_change_results():
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.default_rng(11)
+    a, x = random_codes(rng, 200, 30) / 256, random_codes(rng, 150, 30) / 256
+    before = [(i["prefix"], i["num_threads"]) for i in threadpool_info()]
+    one = image.log_likelihood(a, x, SIGMAS, per_sample=True, n_threads=1, block_size=16)
+    three = image.log_likelihood(a, x, SIGMAS, per_sample=True, n_threads=3, block_size=16)
+    np.testing.assert_array_equal(one, three)
+    big = image.log_likelihood(a, x, SIGMAS, per_sample=True, block_size=1000)
+    assert_rel(big, one, 1e-14)
+    assert [(i["prefix"], i["num_threads"]) for i in threadpool_info()] == before
+
+
+def test_progress_bar_when_asked(capsys):
+    rng = np.random.default_rng(12)
+    a = rng.random((20, 3))
+    image.log_likelihood(a, a, 0.5, progress=True)
+    assert "image KDE" in capsys.readouterr().err
+    image.log_likelihood(a, a, 0.5, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_distance_plan_description():
+    rng = np.random.default_rng(13)
+    codes = random_codes(rng, 10, 8)
+    text = image.distance_plan(codes / 256, codes / 256).describe()
+    assert "k/256" in text and "float32" in text
+    assert "float64" in image.distance_plan(codes / 3.7, codes / 3.7).describe()
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize("train, data, sigmas, message", [
+    (np.ones((3, 4)), np.ones((2, 5)), 1.0, "same number of pixels"),
+    (np.ones((0, 4)), np.ones((2, 4)), 1.0, "empty"),
+    (np.ones((3, 4)), np.ones((0, 4)), 1.0, "empty"),
+    (np.ones(4), np.ones((2, 4)), 1.0, "2-D"),
+    (np.ones((3, 4)), np.ones((2, 4)), 0.0, "positive"),
+    (np.ones((3, 4)), np.ones((2, 4)), [0.5, -1.0], "positive"),
+    (np.ones((3, 4)), np.ones((2, 4)), np.nan, "NaN"),
+    (np.ones((3, 4)), np.ones((2, 4)), [[0.5]], "1-D"),
+    (np.ones((3, 4)), np.ones((2, 4)), [], "at least 1"),
+])
+def test_bad_input_raises_value_error(train, data, sigmas, message):
+    with pytest.raises(ValueError, match=message):
+        image.log_likelihood(train, data, sigmas)
+
+
+def test_nan_in_images_is_rejected():
+    train = np.ones((3, 4))
+    train[1, 2] = np.nan
+    with pytest.raises(ValueError, match="train contains 1 NaN"):
+        image.log_likelihood(train, np.ones((2, 4)), 1.0)
+    data = np.ones((2, 4))
+    data[0, 0] = np.inf
+    with pytest.raises(ValueError, match="data contains 0 NaN and 1 infinite"):
+        image.log_likelihood(np.ones((3, 4)), data, 1.0)
+
+
+@pytest.mark.parametrize("setting", [{"n_threads": 0}, {"block_size": -2}, {"block_size": 0},
+                                     {"block_size": 2.5}, {"n_threads": "two"}])
+def test_bad_thread_and_block_settings(setting):
+    with pytest.raises(ValueError, match=f"{next(iter(setting))} must be a positive integer"):
+        image.log_likelihood(np.ones((3, 2)), np.ones((2, 2)), 1.0, **setting)
+    with pytest.raises(ValueError, match="positive integer"):
+        image.log_likelihood(np.ones((3, 2)), np.ones((2, 2)), 1.0, device="cuda", **setting)
+
+
+# ------------------------------------------------------------------------------------------
+# Optional GPU path
+
+
+def test_unknown_device_is_rejected():
+    with pytest.raises(ValueError, match="device must be"):
+        image.log_likelihood(np.ones((3, 2)), np.ones((2, 2)), 1.0, device="tpu")
+
+
+def test_cuda_without_torch_or_cupy_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.raises(ImportError, match="PyTorch or CuPy"):
+        image.log_likelihood(np.ones((3, 2)), np.ones((2, 2)), 1.0, device="cuda")
+
+
+def test_device_algorithm_matches_reference_on_numpy_backend():
+    """The device code path, run with the NumPy backend, is plain exact float64."""
+    rng = np.random.default_rng(14)
+    a, x = random_codes(rng, 80, 30) / 256, random_codes(rng, 25, 30) / 256
+    got = image._backend_log_likelihood(image._NumpyBackend(), a, x, SIGMAS, block_size=7)
+    assert_rel(got, integer_reference(a * 256, x * 256, 256, SIGMAS), 1e-12)
+
+
+def test_import_does_not_load_gpu_libraries():
+    import subprocess
+
+    code = "import sys, kdelib.image; print('torch' in sys.modules or 'cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------------
+# Reference libraries on MNIST
+
+
+def _sklearn_rows(train, data, sigma, **settings):
+    from sklearn.neighbors import KernelDensity
+
+    return KernelDensity(bandwidth=sigma, **settings).fit(train).score_samples(data)
+
+
+@pytest.mark.data
+def test_matches_sklearn_in_its_exact_setting(mnist):
+    x_train, x_val, _ = mnist
+    train, data = x_train[:1500], x_val[:60]
+    for sigma in (0.1, 0.2, 0.5, 1.0):
+        exact_setting = _sklearn_rows(train, data, sigma, leaf_size=len(train))
+        got = image.log_likelihood(train, data, sigma, per_sample=True)
+        assert_rel(got, exact_setting, 1e-10)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_sklearn_default_tree_fails_on_mnist_but_one_leaf_is_exact(mnist):
+    """The finding documented in log_likelihood's Notes (200 validation rows, sigma = 0.2)."""
+    x_train, x_val, _ = mnist
+    data = x_val[:200]
+    got = image.log_likelihood(x_train, data, 0.2, per_sample=True)
+    assert_rel(got, _sklearn_rows(x_train, data, 0.2, leaf_size=len(x_train)), 1e-10)
+    default = _sklearn_rows(x_train, data, 0.2)
+    wrong = np.abs(default - got) > 1e-10 * np.abs(got)
+    assert wrong.sum() >= 40, "sklearn's default tree now agrees: update the documentation"
+    assert np.all(default[wrong] > got[wrong] - 10)  # the rounding residue inflates the value
+    assert np.mean(default) > np.mean(got) + 50
+
+
+@pytest.mark.data
+def test_scipy_gaussian_kde_on_single_pixels(mnist):
+    """1-D slices: scipy's factor is sigma / std(ddof=1), so its kernel sd equals sigma."""
+    from scipy.stats import gaussian_kde
+
+    x_train, x_val, _ = mnist
+    train, data = x_train[:800].astype(np.float64), x_val[:50].astype(np.float64)
+    for pixel, sigma in ((406, 0.1), (350, 0.3), (489, 1.0)):
+        column = train[:, pixel]
+        kde = gaussian_kde(column, bw_method=sigma / column.std(ddof=1))
+        got = image.log_likelihood(train[:, [pixel]], data[:, [pixel]], sigma, per_sample=True)
+        assert_rel(got, kde.logpdf(data[:, pixel]), 1e-10)
+
+
+def _whitened_pca(train, data, n_components):
+    """Project on the leading principal axes of ``train`` and whiten: cov(train) = I."""
+    mean = train.mean(axis=0)
+    _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
+    z_train, z_data = (train - mean) @ vt[:n_components].T, (data - mean) @ vt[:n_components].T
+    evals, evecs = np.linalg.eigh(np.cov(z_train, rowvar=False))
+    w = evecs / np.sqrt(evals)
+    return z_train @ w, z_data @ w
+
+
+@pytest.mark.data
+def test_scipy_gaussian_kde_on_whitened_pca(mnist):
+    """With an identity sample covariance scipy's bw_method is exactly sigma."""
+    from scipy.stats import gaussian_kde
+
+    x_train, x_val, _ = mnist
+    z_train, z_data = _whitened_pca(x_train[:1000].astype(np.float64),
+                                    x_val[:50].astype(np.float64), 5)
+    np.testing.assert_allclose(np.cov(z_train, rowvar=False), np.eye(5), atol=1e-12)
+    for sigma in (0.3, 0.7):
+        kde = gaussian_kde(z_train.T, bw_method=sigma)
+        got = image.log_likelihood(z_train, z_data, sigma, per_sample=True)
+        assert_rel(got, kde.logpdf(z_data.T), 1e-9)
+
+
+@pytest.mark.data
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # statsmodels' own pandas deprecation
+def test_statsmodels_kdemultivariate_on_pca(mnist):
+    """statsmodels' product kernel with bw = sigma in every dimension is the same KDE."""
+    from statsmodels.nonparametric.kernel_density import KDEMultivariate
+
+    x_train, x_val, _ = mnist
+    z_train, z_data = _whitened_pca(x_train[:400].astype(np.float64),
+                                    x_val[:30].astype(np.float64), 3)
+    for sigma in (0.2, 0.6):
+        kde = KDEMultivariate(z_train, var_type="ccc", bw=[sigma] * 3)
+        got = image.log_likelihood(z_train, z_data, sigma, per_sample=True)
+        assert_rel(got, np.log(kde.pdf(z_data)), 1e-10)
+
+
+@pytest.mark.data
+def test_reference_libraries_fail_on_raw_mnist(mnist):
+    """Why kdelib is needed: scipy's covariance is singular, statsmodels underflows to NaN."""
+    from scipy.stats import gaussian_kde
+    from statsmodels.nonparametric.kernel_density import KDEMultivariate
+
+    x_train, x_val, _ = mnist
+    train = x_train[:1000].astype(np.float64)
+    assert np.count_nonzero(train.max(axis=0) == 0) > 50  # pixels dark in every image
+    with pytest.raises(np.linalg.LinAlgError):
+        gaussian_kde(train.T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kde = KDEMultivariate(train, var_type="c" * 784, bw=[0.2] * 784)
+        assert np.all(np.isnan(kde.pdf(x_val[:2].astype(np.float64))))
+    assert np.all(np.isfinite(image.log_likelihood(train, x_val[:2], 0.2, per_sample=True)))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_full_training_set_matches_plain_float64(mnist):
+    x_train, x_val, _ = mnist
+    data = x_val[:1000]
+    got = image.log_likelihood(x_train, data, SIGMAS, per_sample=True)
+    assert_rel(got, image.reference_log_likelihood(x_train, data, SIGMAS), 1e-12)
+    assert image.distance_plan(x_train, data).float32_rows == len(data)
