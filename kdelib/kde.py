@@ -6,12 +6,13 @@ method returns an array of that shape.
 
 import numpy as np
 import scipy.fft
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import _normal_mixture as nm
 from ._validation import as_1d_float, as_float_array, check_bandwidth, check_probability, check_weights
+from .bandwidth import select_bandwidth
 
 __all__ = ["GaussianKDE", "KDE_METHODS"]
 
@@ -201,8 +202,6 @@ class GaussianKDE(BaseEstimator):
                     f"bandwidth rule {self.bandwidth!r} needs at least 2 data points; got 1. "
                     "Pass a positive float bandwidth to fit a single kernel."
                 )
-            from .bandwidth import select_bandwidth
-
             return float(select_bandwidth(data, self.bandwidth, weights))
         return check_bandwidth(self.bandwidth)
 
@@ -328,8 +327,6 @@ def binned_spacing(bandwidth, tol):
     so that binning plus interpolation error is at most ``tol/2`` for the cdf and
     ``tol/2 * max pdf`` for the pdf, and the kernel cut-off adds at most ``tol/4``.
     """
-    from scipy.special import ndtri
-
     delta = bandwidth * min(np.sqrt(2.0 * tol / _CDF_CURVATURE), np.sqrt(2.0 * tol / _PDF_CURVATURE))
     reach = max(-ndtri(tol / 4.0), 2.0 * np.sqrt(np.log(4.0 * np.sqrt(2.0) / tol)))
     return delta, reach

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import KernelDensity
 from statsmodels.nonparametric.kde import KDEUnivariate
-from test_normal_mixture import assert_close_or_exact_limit, mp_reference
+from mpmath_reference import assert_close_or_exact_limit, mp_reference
 
 from kdelib import GaussianKDE
 from kdelib.bandwidth import select_bandwidth

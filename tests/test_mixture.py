@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from sklearn.exceptions import NotFittedError
 from sklearn.mixture import GaussianMixture
-from test_normal_mixture import assert_close_or_exact_limit, mp_reference
+from mpmath_reference import assert_close_or_exact_limit, mp_reference
 
 from kdelib import GaussianMixtureCDF, select_n_components
 
