@@ -143,8 +143,19 @@ def sweep_rows(dataset, sigmas, data_dir=None, repeats=1, swap=False, limit=None
         "shapes": (x_train.shape, x_val.shape, x_test.shape),
         "plan": image.distance_plan(x_train, x_val).describe(),
         "best_sigma": best,
+        "threads": _thread_summary(),
     }
     return rows, info
+
+
+def _thread_summary():
+    from threadpoolctl import threadpool_info
+
+    from .image import _blas_threads
+
+    blas = ", ".join(f"{i['internal_api']} {i['version']}" for i in threadpool_info()
+                     if i["user_api"] == "blas")
+    return f"{_blas_threads()} worker threads, each with a single-threaded BLAS ({blas})"
 
 
 def format_table(rows, info, swap, repeats):
@@ -156,6 +167,7 @@ def format_table(rows, info, swap, repeats):
     lines.append(f"{rows[0]['dataset']}: {roles}; train {train_shape}, valid {val_shape}, "
                  f"test {test_shape}")
     lines.append(f"distances: {info['plan']}")
+    lines.append(f"threads: {info['threads']}")
     lines.append(f"{'sigma':>8}  {'split':<5}  {'mean log-likelihood':>22}  {'seconds':>9}")
     for row in rows:
         best = row["split"] == "valid" and row["sigma"] == info["best_sigma"]

@@ -425,8 +425,9 @@ def _accumulate(ws, rows, row_min, sums, kernel, schedule, near):
     ``ws.delta[:rows]`` holds, for the data rows and a chunk of training rows, the squared
     distances up to a per-row constant (integers on the lattice, else float64); it is
     overwritten. ``row_min`` (r,) is the running minimum and ``sums`` (s, r) the running sums
-    of ``exp(-(D - row_min) c)`` of the dense sigmas; both are updated in place. The near terms
-    of the sparse sigmas are appended to ``near`` as ``(delta, row, chunk minimum)``.
+    of ``exp(-(D - row_min) c)``; both are updated in place (the dense sigmas' sums here, the
+    sparse ones' at the end of the chunk). The near terms of the sparse sigmas are appended to
+    ``near`` as ``(delta, row, chunk minimum)``.
     """
     delta = ws.cut("delta", rows)
     chunk_min = delta.min(axis=1)
@@ -458,16 +459,17 @@ def _near_terms(delta, chunk_min, limit):
     return flat[index].astype(np.float64), rows, chunk_min[rows].astype(np.float64)
 
 
-def _add_sparse(near, row_offset_min, sums, kernel, which):
-    """Add the gathered near terms for the sparse sigmas, relative to the final minimum.
+def _add_sparse(near, row_min, sums, kernel, which):
+    """Add a chunk's gathered near terms for the sparse sigmas, relative to ``row_min``.
 
-    A term left out has ``delta > drop[s]`` relative to its chunk's minimum, hence relative
-    to the final (smaller or equal) minimum too: it is negligible for sigma s.
+    ``row_min`` is the running minimum after the chunk; later moves of the minimum rescale
+    these sums like all others. A term left out has ``delta > drop[s]`` relative to its
+    chunk's minimum, hence relative to any smaller minimum too: it is negligible for sigma s.
     """
     values = np.concatenate([part[0] for part in near])
     rows = np.concatenate([part[1] for part in near])
-    offset = np.concatenate([part[2] for part in near]) - row_offset_min[rows]
-    if offset.any():  # only when the training set was streamed in several chunks
+    offset = np.concatenate([part[2] for part in near]) - row_min[rows]
+    if offset.any():  # only when the minimum moved in a later chunk
         values = values + offset
     for s in which:  # largest drop first: each sigma keeps a subset of the previous set
         keep = values <= kernel.drop[s]
@@ -561,8 +563,9 @@ def _score_block(rows, operands, kernel, mode, chunk, subblock):
             _accumulate(workspace, r1 - r0, row_min[r0:r1], sums[:, r0:r1], kernel,
                         schedule, part)
             near += [(values, local + r0, base) for values, local, base in part]
-    if schedule.sparse:
-        _add_sparse(near, row_min, sums, kernel, schedule.sparse)
+        if schedule.sparse:  # once per chunk: few calls, and memory bounded by the chunk
+            _add_sparse(near, row_min, sums, kernel, schedule.sparse)
+            near = []
     if on_lattice:
         row_min += x_sqnorm
     return row_min, sums

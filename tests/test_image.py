@@ -149,6 +149,7 @@ def test_zero_training_columns_still_count_in_the_distance():
     {"SPARSE_FRACTION": 1.0},  # every sigma through the gathered near terms
     {"SPARSE_FRACTION": -1.0},  # every sigma through all terms
     {"_MAX_TRAIN_CHUNK": 7},  # stream the training set in chunks
+    {"_MAX_TRAIN_CHUNK": 7, "SPARSE_FRACTION": 1.0},  # streamed, near terms per chunk
     {"_FLOAT32_EXACT": 0},  # no row certified: float32 GEMMs over column chunks
     {"_FLOAT32_EXACT": 0, "FLOAT32_COLUMNS": 7},  # many column chunks
     {"_float32_gemm_check": {"ok": False}},  # a BLAS failing the canary: float64 GEMMs

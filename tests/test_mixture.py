@@ -30,7 +30,9 @@ def fitted(bimodal):
 
 
 def sklearn_twin(x, k, random_state=0):
-    return GaussianMixture(n_components=k, random_state=random_state).fit(x[:, None])
+    # kdelib's EM defaults are tighter than sklearn's (tol 1e-6, max_iter 1000): match them.
+    model = GaussianMixture(n_components=k, random_state=random_state, tol=1e-6, max_iter=1000)
+    return model.fit(x[:, None])
 
 
 def test_parameters_equal_sklearn_gaussian_mixture(bimodal, fitted):
@@ -110,9 +112,13 @@ def test_select_n_components_reports_both_criteria(bimodal):
     assert result.ks == (1, 2, 3, 4)
     assert result.best_k_by_train_bic == 2
     assert result.best_k_by_held_out_nll in (2, 3)
-    for k, bic, nll in zip(result.ks, result.train_bic, result.held_out_nll):
+    rows = zip(result.ks, result.train_bic, result.train_nll, result.held_out_nll)
+    for k, bic, train_nll, nll in rows:
         ref = sklearn_twin(train, k)
         assert bic == pytest.approx(ref.bic(train[:, None]), rel=1e-12)
+        assert train_nll == pytest.approx(-ref.score(train[:, None]), rel=1e-12)
+        # BIC is the training NLL plus the penalty: 2 n NLL + (3K - 1) log n.
+        assert bic == pytest.approx(2 * train.size * train_nll + (3 * k - 1) * np.log(train.size))
         assert nll == pytest.approx(-np.mean(ref.score_samples(held_out[:, None])), rel=1e-12)
     assert result.best_k_by_train_bic == result.ks[int(np.argmin(result.train_bic))]
     assert result.best_k_by_held_out_nll == result.ks[int(np.argmin(result.held_out_nll))]
