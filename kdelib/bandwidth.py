@@ -293,20 +293,20 @@ def isj_grid(x, n_grid=ISJ_GRID_SIZE):
     return np.linspace(lo - pad, hi + pad, n_grid)
 
 
-def linear_binning(x, grid, weights=None):
+def linear_binning(x, start, delta, n_grid, weights=None):
     """Return the probability mass of ``x`` split linearly between neighbouring grid points.
 
-    A point at fraction ``f`` of the way from grid point ``j`` to ``j + 1`` gives ``1 - f`` of
-    its weight to ``j`` and ``f`` to ``j + 1``; the result sums to one. ``x`` must lie within
-    the (equispaced) grid.
+    The grid is ``start + delta * arange(n_grid)``. A point at fraction ``f`` of the way from grid
+    point ``j`` to ``j + 1`` gives ``1 - f`` of its weight to ``j`` and ``f`` to ``j + 1``, so
+    both the total mass and the mean are preserved exactly; the result sums to one (``weights``
+    must be normalised). ``x`` must lie within the grid.
     """
-    m = grid.size
-    position = (x - grid[0]) / (grid[-1] - grid[0]) * (m - 1)
-    left = np.clip(np.floor(position).astype(np.intp), 0, m - 2)
+    position = (x - start) / delta
+    left = np.clip(np.floor(position).astype(np.intp), 0, n_grid - 2)
     frac = position - left
     w = np.full(x.size, 1.0 / x.size) if weights is None else weights
-    mass = np.bincount(left, weights=w * (1.0 - frac), minlength=m)
-    mass += np.bincount(left + 1, weights=w * frac, minlength=m)
+    mass = np.bincount(left, weights=w * (1.0 - frac), minlength=n_grid)
+    mass += np.bincount(left + 1, weights=w * frac, minlength=n_grid)
     return mass
 
 
@@ -451,7 +451,7 @@ def isj_bandwidth(x, weights=None, *, n_grid=ISJ_GRID_SIZE):
     if not data_range > 0:
         raise _zero_spread_error("isj_bandwidth", "the data range")
     grid = isj_grid(data, n_grid)
-    mass = linear_binning(data, grid, w)
+    mass = linear_binning(data, grid[0], (grid[-1] - grid[0]) / (n_grid - 1), n_grid, w)
     a = dct(mass, type=2)
     k_squared = np.arange(1, n_grid, dtype=float) ** 2
     n_distinct = np.unique(data).size

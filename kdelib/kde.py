@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _normal_mixture as nm
 from ._validation import as_1d_float, as_float_array, check_bandwidth, check_probability, check_weights
-from .bandwidth import select_bandwidth
+from .bandwidth import linear_binning, select_bandwidth
 
 __all__ = ["GaussianKDE", "KDE_METHODS"]
 
@@ -349,7 +349,7 @@ def binned_tables(data, weights, bandwidth, tol):
             "Use method='exact', a larger tol, or a larger bandwidth."
         )
     start = data[0] - half * delta
-    mass = _linear_binning(data, weights, start, delta, n_grid)
+    mass = linear_binning(data, start, delta, n_grid, weights)
     offsets = np.arange(-half, half + 1) * (delta / bandwidth)
     kernels = (
         np.exp(-0.5 * offsets**2) / (np.sqrt(2.0 * np.pi) * bandwidth),
@@ -362,16 +362,6 @@ def binned_tables(data, weights, bandwidth, tol):
     below = np.concatenate((np.zeros(half + 1), np.cumsum(mass)[: n_grid - half - 1]))
     above = np.concatenate((np.cumsum(mass[::-1])[::-1][half + 1 :], np.zeros(half + 1)))
     return start, delta, pdf, lower + below, upper + above
-
-
-def _linear_binning(data, weights, start, delta, n_grid):
-    position = (data - start) / delta
-    left = np.clip(np.floor(position).astype(np.intp), 0, n_grid - 2)
-    frac = position - left
-    w = np.full(data.size, 1.0 / data.size) if weights is None else weights
-    mass = np.bincount(left, weights=w * (1.0 - frac), minlength=n_grid)
-    mass += np.bincount(left + 1, weights=w * frac, minlength=n_grid)
-    return mass
 
 
 def _convolve_same(signal, kernels, half):

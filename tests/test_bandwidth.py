@@ -151,7 +151,7 @@ def test_linear_binning_conserves_mass_and_mean():
     x, w = rng.normal(size=500), rng.uniform(size=500)
     w /= w.sum()
     grid = bw.isj_grid(x, 64)
-    mass = bw.linear_binning(x, grid, w)
+    mass = bw.linear_binning(x, grid[0], grid[1] - grid[0], grid.size, w)
     assert mass.sum() == pytest.approx(1.0, rel=1e-14)
     assert np.dot(mass, grid) == pytest.approx(np.dot(w, x), rel=1e-12, abs=1e-13)  # linear: exact mean
 
