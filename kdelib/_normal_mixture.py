@@ -106,6 +106,8 @@ from scipy.optimize import elementwise
 from scipy.special import log_ndtr, logsumexp, ndtr, ndtri_exp
 from threadpoolctl import threadpool_limits
 
+from ._validation import as_float_array, check_probability
+
 __all__ = [
     "mixture_cdf",
     "mixture_logcdf",
@@ -581,3 +583,56 @@ def _checked_bracket(mix, target, upper, f):
         f"could not bracket the quantile for log q = {target[bad]!r}: it lies beyond the "
         "largest finite double."
     )
+
+
+class MixtureDistribution:
+    r"""Exact distribution methods for a fitted estimator that is a weighted normal mixture.
+
+    Subclasses implement ``_mixture_args()``, returning ``(means, scales, log_weights)`` after
+    checking that the estimator is fitted; every method validates its input and evaluates the
+    module's exact functions.
+    """
+
+    def _mixture_args(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def pdf(self, x):
+        r"""Density :math:`f(x)`."""
+        return mixture_pdf(as_float_array(x, "x"), *self._mixture_args())
+
+    def logpdf(self, x):
+        r"""Log density :math:`\log f(x)`, exact in the tails (``logsumexp``)."""
+        return mixture_logpdf(as_float_array(x, "x"), *self._mixture_args())
+
+    def cdf(self, x):
+        r"""Distribution function :math:`F(x)`."""
+        return mixture_cdf(as_float_array(x, "x"), *self._mixture_args())
+
+    def sf(self, x):
+        r"""Survival function :math:`S(x)` from upper-tail terms (never ``1 - cdf``)."""
+        return mixture_sf(as_float_array(x, "x"), *self._mixture_args())
+
+    def logcdf(self, x):
+        r""":math:`\log F(x)` (``log_ndtr`` + ``logsumexp`` where F underflows)."""
+        return mixture_logcdf(as_float_array(x, "x"), *self._mixture_args())
+
+    def logsf(self, x):
+        r""":math:`\log S(x)` (``log_ndtr(-z)`` + ``logsumexp`` where S underflows)."""
+        return mixture_logsf(as_float_array(x, "x"), *self._mixture_args())
+
+    def ppf(self, q):
+        r"""Quantile :math:`F^{-1}(q)` for ``q`` in [0, 1] (``0 -> -inf``, ``1 -> inf``).
+
+        ``q <= 1/2`` solves ``log F = log q`` and ``q > 1/2`` solves ``log S = log(1 - q)``.
+        Raises ``ValueError`` for ``q`` outside [0, 1] and ``FloatingPointError`` if the
+        root-find does not converge.
+        """
+        return mixture_ppf(check_probability(q, "q"), *self._mixture_args())
+
+    def ppf_log(self, log_q, upper=False):
+        r"""Solve :math:`\log F(x) = \log q` (or :math:`\log S(x) = \log q` if ``upper``).
+
+        Reaches quantiles far below 1e-300: ``log_q`` may be any value in ``[-inf, 0]``.
+        """
+        return mixture_ppf_log(log_q, *self._mixture_args(), upper=upper)
+

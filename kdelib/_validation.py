@@ -12,6 +12,7 @@ __all__ = [
     "as_1d_float",
     "as_float_array",
     "check_bandwidth",
+    "check_n_samples",
     "check_probability",
     "check_weights",
 ]
@@ -92,3 +93,10 @@ def check_probability(q, name="q"):
             "log-space methods."
         )
     return arr
+
+
+def check_n_samples(n_samples):
+    """Return ``n_samples`` as an int, or raise unless it is a non-negative integer."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
+        raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
+    return int(n_samples)

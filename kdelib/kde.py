@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import _normal_mixture as nm
-from ._validation import as_1d_float, as_float_array, check_bandwidth, check_probability, check_weights
+from ._validation import as_1d_float, as_float_array, check_bandwidth, check_n_samples, check_weights
 from .bandwidth import linear_binning, select_bandwidth
 
 __all__ = ["GaussianKDE", "KDE_METHODS"]
@@ -34,7 +34,7 @@ _PDF_CURVATURE = 4.0 * np.exp(-1.25) * np.sqrt(2.0)
 _CDF_CURVATURE = np.exp(-0.5) / np.sqrt(2.0 * np.pi)
 
 
-class GaussianKDE(BaseEstimator):
+class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     r"""Gaussian kernel density estimate of one variable, exact in the far tails.
 
     Parameters
@@ -216,64 +216,26 @@ class GaussianKDE(BaseEstimator):
         return self.dataset_, self.bandwidth_, self.log_weights_
 
     def _binned(self):
+        check_is_fitted(self)
         return self.method_ == "binned"
 
     def pdf(self, x):
         r"""Density :math:`\hat f(x)`; binned (within ``tol * max pdf``) if ``method="binned"``."""
-        args = self._mixture_args()
-        x = as_float_array(x, "x")
         if self._binned():
-            return self._interpolate(x, self.grid_pdf_, 0.0, 0.0, upper_bound=np.inf)
-        return nm.mixture_pdf(x, *args)
-
-    def logpdf(self, x):
-        r"""Log density :math:`\log \hat f(x)`, always exact (``logsumexp`` in the tails)."""
-        args = self._mixture_args()
-        return nm.mixture_logpdf(as_float_array(x, "x"), *args)
+            return self._interpolate(as_float_array(x, "x"), self.grid_pdf_, 0.0, 0.0, upper_bound=np.inf)
+        return super().pdf(x)
 
     def cdf(self, x):
         r"""Distribution function :math:`\hat F(x)`; within ``tol`` if ``method="binned"``."""
-        args = self._mixture_args()
-        x = as_float_array(x, "x")
         if self._binned():
-            return self._interpolate(x, self.grid_cdf_, 0.0, 1.0)
-        return nm.mixture_cdf(x, *args)
+            return self._interpolate(as_float_array(x, "x"), self.grid_cdf_, 0.0, 1.0)
+        return super().cdf(x)
 
     def sf(self, x):
-        r"""Survival function :math:`\hat S(x)` from upper-tail terms (never ``1 - cdf``)."""
-        args = self._mixture_args()
-        x = as_float_array(x, "x")
+        r"""Survival function :math:`\hat S(x)` (never ``1 - cdf``); within ``tol`` if binned."""
         if self._binned():
-            return self._interpolate(x, self.grid_sf_, 1.0, 0.0)
-        return nm.mixture_sf(x, *args)
-
-    def logcdf(self, x):
-        r""":math:`\log \hat F(x)`, always exact (``log_ndtr`` + ``logsumexp`` where needed)."""
-        args = self._mixture_args()
-        return nm.mixture_logcdf(as_float_array(x, "x"), *args)
-
-    def logsf(self, x):
-        r""":math:`\log \hat S(x)`, always exact, from ``ndtr(-z)``/``log_ndtr(-z)`` terms."""
-        args = self._mixture_args()
-        return nm.mixture_logsf(as_float_array(x, "x"), *args)
-
-    def ppf(self, q):
-        r"""Quantile :math:`\hat F^{-1}(q)` for ``q`` in [0, 1] (``0 -> -inf``, ``1 -> inf``).
-
-        ``q <= 1/2`` solves ``log F = log q`` and ``q > 1/2`` solves ``log S = log(1 - q)``.
-        Raises ``ValueError`` for ``q`` outside [0, 1] and ``FloatingPointError`` if the
-        root-find does not converge.
-        """
-        args = self._mixture_args()
-        return nm.mixture_ppf(check_probability(q, "q"), *args)
-
-    def ppf_log(self, log_q, upper=False):
-        r"""Solve :math:`\log \hat F(x) = \log q` (or :math:`\log \hat S(x) = \log q` if ``upper``).
-
-        Reaches quantiles far below 1e-300: ``log_q`` may be any value in ``[-inf, 0]``.
-        """
-        args = self._mixture_args()
-        return nm.mixture_ppf_log(log_q, *args, upper=upper)
+            return self._interpolate(as_float_array(x, "x"), self.grid_sf_, 1.0, 0.0)
+        return super().sf(x)
 
     def sample(self, n_samples=1, random_state=None):
         """Draw ``n_samples`` points: pick data points by weight, add ``N(0, h^2)`` noise.
@@ -289,8 +251,7 @@ class GaussianKDE(BaseEstimator):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
-            raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
+        n_samples = check_n_samples(n_samples)
         rng = np.random.default_rng(random_state)
         if self.weights_ is None:
             centres = self.dataset_[rng.integers(self.n_, size=n_samples)]

@@ -13,12 +13,12 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
 from . import _normal_mixture as nm
-from ._validation import as_1d_float, as_float_array, check_probability
+from ._validation import as_1d_float, check_n_samples
 
 __all__ = ["ComponentSelection", "GaussianMixtureCDF", "select_n_components"]
 
 
-class GaussianMixtureCDF(BaseEstimator):
+class GaussianMixtureCDF(nm.MixtureDistribution, BaseEstimator):
     r"""Gaussian mixture of one variable with exact distribution functions and quantiles.
 
     The parameters are fitted by expectation-maximisation with
@@ -173,49 +173,9 @@ class GaussianMixtureCDF(BaseEstimator):
 
     # -- distribution functions -------------------------------------------------------------
 
-    def _args(self):
+    def _mixture_args(self):
         check_is_fitted(self)
         return self.means_, self.scales_, self.log_weights_
-
-    def pdf(self, x):
-        r"""Density :math:`f(x)`."""
-        args = self._args()
-        return nm.mixture_pdf(as_float_array(x, "x"), *args)
-
-    def logpdf(self, x):
-        r"""Log density :math:`\log f(x)`, exact in the tails (``logsumexp``)."""
-        args = self._args()
-        return nm.mixture_logpdf(as_float_array(x, "x"), *args)
-
-    def cdf(self, x):
-        r"""Distribution function :math:`F(x)`."""
-        args = self._args()
-        return nm.mixture_cdf(as_float_array(x, "x"), *args)
-
-    def sf(self, x):
-        r"""Survival function :math:`S(x)` from upper-tail terms (never ``1 - cdf``)."""
-        args = self._args()
-        return nm.mixture_sf(as_float_array(x, "x"), *args)
-
-    def logcdf(self, x):
-        r""":math:`\log F(x)` (``log_ndtr`` + ``logsumexp`` where F underflows)."""
-        args = self._args()
-        return nm.mixture_logcdf(as_float_array(x, "x"), *args)
-
-    def logsf(self, x):
-        r""":math:`\log S(x)` (``log_ndtr(-z)`` + ``logsumexp`` where S underflows)."""
-        args = self._args()
-        return nm.mixture_logsf(as_float_array(x, "x"), *args)
-
-    def ppf(self, q):
-        r"""Quantile :math:`F^{-1}(q)` for ``q`` in [0, 1] (``0 -> -inf``, ``1 -> inf``)."""
-        args = self._args()
-        return nm.mixture_ppf(check_probability(q, "q"), *args)
-
-    def ppf_log(self, log_q, upper=False):
-        r"""Solve :math:`\log F(x) = \log q` (or :math:`\log S(x) = \log q` if ``upper``)."""
-        args = self._args()
-        return nm.mixture_ppf_log(log_q, *args, upper=upper)
 
     def sample(self, n_samples=1, random_state=None):
         """Draw ``n_samples`` points: a component by weight, then its normal.
@@ -223,8 +183,7 @@ class GaussianMixtureCDF(BaseEstimator):
         ``random_state`` is passed to ``numpy.random.default_rng``.
         """
         check_is_fitted(self)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
-            raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
+        n_samples = check_n_samples(n_samples)
         rng = np.random.default_rng(random_state)
         component = rng.choice(self.weights_.size, size=n_samples, p=self.weights_)
         return self.means_[component] + self.scales_[component] * rng.standard_normal(n_samples)
