@@ -10,10 +10,16 @@ import numpy as np
 
 __all__ = [
     "as_1d_float",
+    "as_2d_float",
     "as_float_array",
+    "as_positive_1d",
     "check_bandwidth",
+    "check_choice",
+    "check_interval",
     "check_n_samples",
+    "check_positive_int",
     "check_probability",
+    "check_real",
     "check_weights",
 ]
 
@@ -72,14 +78,104 @@ def check_weights(weights, n, name="weights"):
     return w / total
 
 
+def as_2d_float(x, name="X", *, min_rows=1):
+    """Return ``x`` as a finite 2-D float64 array with at least ``min_rows`` rows and one column."""
+    arr = as_float_array(x, name)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array with one sample per row; got shape {arr.shape}. "
+            "Use x.reshape(len(x), -1) (or x[:, None] for a single variable)."
+        )
+    if arr.shape[0] < min_rows or arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} is empty or too small (shape {arr.shape}); it needs at least {min_rows} "
+            "row(s) and one column."
+        )
+    return arr
+
+
+def as_positive_1d(values, name):
+    """Return a scalar or 1-D sequence of positive finite numbers as a 1-D array, and its shape.
+
+    The shape (``()`` for a scalar) lets the caller return results shaped like the input.
+    """
+    shape = np.shape(values)
+    if len(shape) > 1:
+        raise ValueError(f"{name} must be a scalar or a 1-D sequence; got shape {shape}.")
+    arr = as_1d_float(values, name)
+    if np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive; got {arr[arr <= 0].tolist()}.")
+    return arr, shape
+
+
+def check_real(value, name, *, low=-np.inf, high=np.inf, low_open=False, high_open=False, hint=""):
+    """Return ``value`` as a float if it is a real number in the interval from ``low`` to ``high``.
+
+    ``low_open``/``high_open`` exclude the end points. NaN never passes. ``hint`` is appended to
+    the error message (say what the limit protects against, or what to do instead).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number; got {value!r}.{_suffix(hint)}")
+    v = float(value)
+    above = v > low if low_open else v >= low
+    below = v < high if high_open else v <= high
+    if not (above and below):
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must lie in {left}{low:g}, {high:g}{right}; got {value!r}.{_suffix(hint)}")
+    return v
+
+
 def check_bandwidth(bandwidth, name="bandwidth"):
     """Return a positive, finite float bandwidth (kernel standard deviation in data units)."""
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real):
-        raise ValueError(f"{name} must be a positive float; got {bandwidth!r}.")
-    h = float(bandwidth)
-    if not (np.isfinite(h) and h > 0):
-        raise ValueError(f"{name} must be positive and finite; got {h!r}.")
-    return h
+    return check_real(bandwidth, name, low=0.0, high=np.inf, low_open=True, high_open=True)
+
+
+def check_interval(bounds, name, *, positive=False):
+    """Return ``(lo, hi)`` as floats with ``lo < hi``, both finite (and positive if asked)."""
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers (lo, hi); got {bounds!r}.") from None
+    ok = np.isfinite(lo) and np.isfinite(hi) and lo < hi and (lo > 0 or not positive)
+    if not ok:
+        what = "0 < lo < hi" if positive else "lo < hi"
+        raise ValueError(f"{name} must be two finite numbers with {what}; got {bounds!r}.")
+    return lo, hi
+
+
+def check_positive_int(value, name, *, minimum=1, allow_none=False):
+    """Return ``value`` as an int ``>= minimum`` (``None`` passes through if ``allow_none``).
+
+    Integral floats such as ``4.0`` are accepted; booleans are not.
+    """
+    if value is None and allow_none:
+        return None
+    try:
+        valid = not isinstance(value, bool) and float(value).is_integer() and value >= minimum
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid:
+        default = " (or None for the default)" if allow_none else ""
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}{default}; got {value!r}.")
+    return int(value)
+
+
+def check_choice(value, registry, name):
+    """Return the registry key named by ``value`` (case and surrounding spaces ignored).
+
+    ``registry`` is any container of lower-case string keys (a dict of implementations, or a
+    tuple of names); the error lists them.
+    """
+    key = value.strip().lower() if isinstance(value, str) else None
+    if key not in registry:
+        choices = ", ".join(repr(k) for k in registry)
+        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}.")
+    return key
+
+
+def _suffix(hint):
+    return f" {hint}" if hint else ""
 
 
 def check_probability(q, name="q"):

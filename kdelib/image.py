@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, as_1d_float
+from ._validation import as_2d_float, as_positive_1d, check_positive_int
 
 __all__ = ["DistancePlan", "distance_plan", "log_likelihood", "reference_log_likelihood"]
 
@@ -46,44 +46,6 @@ _MAX_TRAIN_CHUNK = 1 << 15  # train rows per GEMM; longer training sets are stre
 
 # ---------------------------------------------------------------------------------------------
 # Validation
-
-
-def _as_images(x, name):
-    arr = as_float_array(x, name)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array with one flattened image per row; got shape "
-            f"{arr.shape}. Use x.reshape(len(x), -1)."
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one image.")
-    return arr
-
-
-def _as_sigmas(sigmas):
-    shape = np.shape(sigmas)
-    if len(shape) > 1:
-        raise ValueError(f"sigmas must be a scalar or a 1-D sequence; got shape {shape}.")
-    values = as_1d_float(sigmas, "sigmas")
-    if np.any(values <= 0):
-        raise ValueError(
-            f"sigmas must be positive (kernel standard deviations in pixel units); got "
-            f"{values[values <= 0].tolist()}."
-        )
-    return values, shape
-
-
-def _optional_positive_int(value, name):
-    if value is None:
-        return None
-    try:
-        valid = not isinstance(value, bool) and float(value).is_integer() and value >= 1
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(f"{name} must be a positive integer (or None for the default); "
-                         f"got {value!r}.")
-    return int(value)
 
 
 def _check_pair(train, data):
@@ -235,8 +197,8 @@ def distance_plan(train, data):
     >>> distance_plan(x, x).method
     'lattice'
     """
-    train = _as_images(train, "train")
-    data = _as_images(data, "data")
+    train = as_2d_float(train, "train")
+    data = as_2d_float(data, "data")
     _check_pair(train, data)
     return _prepare(train, data).plan
 
@@ -764,12 +726,12 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     >>> log_likelihood(train, data, [0.1, 0.5]).shape
     (2,)
     """
-    train = _as_images(train, "train")
-    data = _as_images(data, "data")
+    train = as_2d_float(train, "train")
+    data = as_2d_float(data, "data")
     _check_pair(train, data)
-    sig, sig_shape = _as_sigmas(sigmas)
-    block_size = _optional_positive_int(block_size, "block_size")
-    n_threads = _optional_positive_int(n_threads, "n_threads")
+    sig, sig_shape = as_positive_1d(sigmas, "sigmas")
+    block_size = check_positive_int(block_size, "block_size", allow_none=True)
+    n_threads = check_positive_int(n_threads, "n_threads", allow_none=True)
     backend = _gpu_backend(device)
     if backend is not None:
         rows = _backend_log_likelihood(backend, train, data, sig, block_size)
@@ -836,10 +798,10 @@ def reference_log_likelihood(train, data, sigmas):
     """
     from scipy.special import logsumexp
 
-    train = _as_images(train, "train")
-    data = _as_images(data, "data")
+    train = as_2d_float(train, "train")
+    data = as_2d_float(data, "data")
     _check_pair(train, data)
-    sig, _ = _as_sigmas(sigmas)
+    sig, _ = as_positive_1d(sigmas, "sigmas")
     sq = (np.einsum("ij,ij->i", data, data)[:, None] + np.einsum("ij,ij->i", train, train)
           - 2.0 * (data @ train.T))
     np.maximum(sq, 0.0, out=sq)
