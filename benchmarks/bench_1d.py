@@ -34,7 +34,7 @@ from statsmodels.nonparametric.kde import KDEUnivariate
 
 import kdelib
 from kdelib import GaussianKDE
-from kdelib import _normal_mixture as nm
+from kdelib import normal_mixture as nm
 from kdelib.bandwidth import scott_bandwidth
 
 BINNED_TOL = 1e-8
@@ -83,7 +83,7 @@ def run_size(n, rng, quick_subsets):
         print(f"  {method:<34} {quantity:<7} {seconds:9.3f} s  {ratio:<24} {err:<8} {note}", flush=True)
 
     print(f"n = m = {n}, bandwidth h = {h:.4g}", flush=True)
-    exact = GaussianKDE(h).fit(data)
+    exact = GaussianKDE(bandwidth=h).fit(data)
     t_ndtr, _ = timed(bare_ndtr_cdf, x, data, h)
     t_scipy_pdf, p_scipy = timed(scipy_kde(data, h).evaluate, x)
     t_pdf, p_exact = timed(exact.pdf, x)
@@ -99,10 +99,10 @@ def run_size(n, rng, quick_subsets):
     add("kdelib exact", "logcdf", t_logcdf, "bare ndtr", t_ndtr)
 
     def binned_pdf():
-        return GaussianKDE(h, method="binned", tol=BINNED_TOL).fit(data).pdf(x)
+        return GaussianKDE(bandwidth=h, method="binned", tol=BINNED_TOL).fit(data).pdf(x)
 
     def binned_cdf():
-        return GaussianKDE(h, method="binned", tol=BINNED_TOL).fit(data).cdf(x)
+        return GaussianKDE(bandwidth=h, method="binned", tol=BINNED_TOL).fit(data).cdf(x)
 
     t_bpdf, p_binned = timed(binned_pdf, repeat=3)
     t_bcdf, c_binned = timed(binned_cdf, repeat=3)

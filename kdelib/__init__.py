@@ -16,7 +16,17 @@ _PUBLIC = {
     "KDEGaussianizer": "gaussianize",
     "MixtureGaussianizer": "gaussianize",
 }
-_SUBMODULES = ("bandwidth", "datasets", "ecdf", "gaussianize", "image", "kde", "mixture")
+_SUBMODULES = (
+    "base",
+    "bandwidth",
+    "datasets",
+    "ecdf",
+    "gaussianize",
+    "image",
+    "kde",
+    "mixture",
+    "normal_mixture",
+)
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])
 

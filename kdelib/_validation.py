@@ -16,6 +16,7 @@ __all__ = [
     "check_bandwidth",
     "check_choice",
     "check_interval",
+    "check_log_probability",
     "check_n_samples",
     "check_positive_int",
     "check_probability",
@@ -127,7 +128,13 @@ def check_real(value, name, *, low=-np.inf, high=np.inf, low_open=False, high_op
 
 def check_bandwidth(bandwidth, name="bandwidth"):
     """Return a positive, finite float bandwidth (kernel standard deviation in data units)."""
-    return check_real(bandwidth, name, low=0.0, high=np.inf, low_open=True, high_open=True)
+    ok = not isinstance(bandwidth, bool) and isinstance(bandwidth, numbers.Real)
+    if not (ok and np.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(
+            f"{name} must be a positive and finite float (the kernel standard deviation in data "
+            f"units) or the name of a rule; got {bandwidth!r}."
+        )
+    return float(bandwidth)
 
 
 def check_interval(bounds, name, *, positive=False):
@@ -150,10 +157,13 @@ def check_positive_int(value, name, *, minimum=1, allow_none=False):
     """
     if value is None and allow_none:
         return None
-    try:
-        valid = not isinstance(value, bool) and float(value).is_integer() and value >= minimum
-    except (TypeError, ValueError, OverflowError):
-        valid = False
+    valid = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+        and float(value).is_integer()
+        and value >= minimum
+    )
     if not valid:
         default = " (or None for the default)" if allow_none else ""
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
@@ -167,9 +177,11 @@ def check_choice(value, registry, name):
     ``registry`` is any container of lower-case string keys (a dict of implementations, or a
     tuple of names); the error lists them.
     """
-    key = value.strip().lower() if isinstance(value, str) else None
+    choices = ", ".join(repr(k) for k in registry)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, one of {choices}; got {value!r}.")
+    key = value.strip().lower()
     if key not in registry:
-        choices = ", ".join(repr(k) for k in registry)
         raise ValueError(f"unknown {name} {value!r}; choose one of {choices}.")
     return key
 
@@ -187,6 +199,18 @@ def check_probability(q, name="q"):
             f"{name} must lie in [0, 1]; {int(bad.sum())} value(s) do not "
             f"(first: {arr[bad].flat[0]!r}). For tail probabilities below 1e-300 use the "
             "log-space methods."
+        )
+    return arr
+
+
+def check_log_probability(log_q, name="log_q"):
+    """Return ``log_q`` as a float64 array with every entry in [-inf, 0]."""
+    arr = np.asarray(log_q, dtype=float)
+    bad = ~(arr <= 0)  # also catches NaN
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must be <= 0 (a log probability); {int(bad.sum())} value(s) are not "
+            f"(first: {arr[bad].flat[0]!r})."
         )
     return arr
 

@@ -17,7 +17,15 @@ import numpy as np
 from scipy.fft import dct
 from scipy.optimize import brentq, minimize_scalar
 
-from ._validation import as_1d_float, check_weights
+from ._validation import (
+    as_1d_float,
+    as_positive_1d,
+    check_choice,
+    check_interval,
+    check_positive_int,
+    check_real,
+    check_weights,
+)
 
 __all__ = [
     "BANDWIDTH_SELECTORS",
@@ -444,9 +452,7 @@ def isj_bandwidth(x, weights=None, *, n_grid=ISJ_GRID_SIZE):
     True
     """
     data, w = _sample_and_weights(x, weights, "isj_bandwidth")
-    n_grid = int(n_grid)
-    if n_grid < 16:
-        raise ValueError(f"isj_bandwidth: n_grid must be at least 16; got {n_grid}.")
+    n_grid = check_positive_int(n_grid, "isj_bandwidth: n_grid", minimum=16)
     data_range = float(np.max(data) - np.min(data))
     if not data_range > 0:
         raise _zero_spread_error("isj_bandwidth", "the data range")
@@ -500,11 +506,9 @@ def cv_log_likelihood(x, bandwidth, weights=None):
     :data:`CV_BLOCK_TERMS` kernel terms, so memory stays bounded for large ``n``.
     """
     data, w = _sample_and_weights(x, weights, "cv_log_likelihood")
-    h = np.asarray(bandwidth, dtype=float)
-    if not np.all(np.isfinite(h) & (h > 0)):
-        raise ValueError(f"bandwidth must be positive and finite; got {bandwidth!r}.")
-    values = np.array([_loo_objective(data, w, float(hk)) for hk in h.ravel()])
-    return values.reshape(h.shape) if h.ndim else float(values[0])
+    h, shape = as_positive_1d(bandwidth, "bandwidth")
+    values = np.array([_loo_objective(data, w, float(hk)) for hk in h])
+    return values.reshape(shape) if shape else float(values[0])
 
 
 def _loo_objective(x, w, h):
@@ -610,8 +614,10 @@ def cv_bandwidth(x, weights=None, *, bounds=None, n_grid=24, xatol=1e-6):
         )
     q25, q75 = weighted_quantile(data, [0.25, 0.75], w)
     robust = min(sigma, (q75 - q25) / SILVERMAN_IQR_DIVISOR)  # > 0: the values are distinct
-    lo, hi = _cv_bounds(bounds, robust, sigma)
-    log_grid = np.linspace(np.log(lo), np.log(hi), int(n_grid))
+    lo, hi = (1e-3 * robust, 4.0 * sigma) if bounds is None else check_interval(bounds, "bounds", positive=True)
+    n_grid = check_positive_int(n_grid, "n_grid", minimum=3)
+    xatol = check_real(xatol, "xatol", low=0.0, high=1.0, low_open=True)
+    log_grid = np.linspace(np.log(lo), np.log(hi), n_grid)
     scores = np.array([_loo_objective(data, w, np.exp(v)) for v in log_grid])
     best = int(np.argmax(scores))
     if best in (0, log_grid.size - 1):
@@ -627,15 +633,6 @@ def cv_bandwidth(x, weights=None, *, bounds=None, n_grid=24, xatol=1e-6):
         options={"xatol": xatol},
     )
     return float(np.exp(result.x))
-
-
-def _cv_bounds(bounds, robust_scale, sigma):
-    if bounds is None:
-        return 1e-3 * robust_scale, 4.0 * sigma
-    lo, hi = (float(b) for b in bounds)
-    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
-        raise ValueError(f"bounds must be two finite numbers 0 < lo < hi; got {bounds!r}.")
-    return lo, hi
 
 
 # --------------------------------------------------------------------------- registry
@@ -678,13 +675,5 @@ def select_bandwidth(x, method, weights=None):
     >>> select_bandwidth(x, " Scott ") == scott_bandwidth(x)
     True
     """
-    choices = ", ".join(repr(k) for k in BANDWIDTH_SELECTORS)
-    if not isinstance(method, str):
-        raise ValueError(
-            f"bandwidth method must be a string, one of {choices}; got {method!r}. "
-            "For a fixed bandwidth pass the positive float itself to the estimator."
-        )
-    key = method.strip().lower()
-    if key not in BANDWIDTH_SELECTORS:
-        raise ValueError(f"unknown bandwidth method {method!r}; choose one of {choices}.")
+    key = check_choice(method, BANDWIDTH_SELECTORS, "bandwidth method")
     return BANDWIDTH_SELECTORS[key](x, weights)

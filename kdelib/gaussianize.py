@@ -4,14 +4,14 @@ Shape contract: ``X`` is 2-D (n_samples, n_features); ``transform`` and ``invers
 return that shape, ``log_det_jacobian`` and ``score_samples`` return (n_samples,).
 """
 
-from functools import partial
-
 import numpy as np
-from scipy.special import erfcx, log_ndtr, logsumexp, ndtri_exp
+from scipy.special import log_ndtr, ndtri_exp
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["FAR_TAIL_LOG", "KDEGaussianizer", "MixtureGaussianizer", "Z_LOG_MAX", "Z_MAX"]
+from .normal_mixture import log_inverse_mills_ratio, log_mills_ratio
+
+__all__ = ["FAR_TAIL_LOG", "KDEGaussianizer", "MarginalGaussianizer", "MixtureGaussianizer", "Z_LOG_MAX", "Z_MAX"]
 
 #: Largest :math:`|z|` that ``ndtri_exp`` returns for a finite log-probability
 #: (``-ndtri_exp(-1.797e308)``, about 1.896e154). Every ``z`` computed in log space lies within it.
@@ -27,13 +27,6 @@ Z_MAX = float(np.nextafter(Z_LOG_MAX, np.inf))
 #: component sums instead of subtracting two large logarithms (whose rounding errors, about
 #: ``eps * |log T|``, would exceed 1e-13 beyond it).
 FAR_TAIL_LOG = 100.0
-
-# Kernel terms per block in the far-tail sums (bounds memory).
-_FAR_BLOCK_TERMS = 1 << 18
-
-
-_HALF_LOG_2_OVER_PI = 0.5 * np.log(2.0 / np.pi)
-_SQRT_HALF = np.sqrt(0.5)
 
 
 # --------------------------------------------------------------------------- one column
@@ -64,17 +57,8 @@ def _normal_lower_quantile(log_q):
     """
     z = ndtri_exp(log_q)
     with np.errstate(invalid="ignore", over="ignore"):
-        step = (log_ndtr(z) - log_q) * np.exp(_log_mills(z))
+        step = (log_ndtr(z) - log_q) * np.exp(log_mills_ratio(z))
     return np.where(np.isfinite(step), z - step, z)
-
-
-def _log_inverse_mills(u):
-    r"""Return :math:`\log(\phi(z)/\Phi(z))` at :math:`z = -u`, ``u >= 0``, without cancellation.
-
-    :math:`\Phi(-u) = \tfrac12 \operatorname{erfcx}(u/\sqrt2)\, e^{-u^2/2}`, so the ratio is
-    :math:`\sqrt{2/\pi} / \operatorname{erfcx}(u/\sqrt2)`: no :math:`u^2/2` is formed.
-    """
-    return _HALF_LOG_2_OVER_PI - np.log(erfcx(u * _SQRT_HALF))
 
 
 def _column_transform(dist, x):
@@ -91,13 +75,14 @@ def _column_inverse(dist, z):
     return x
 
 
-def _column_log_det(dist, x, parameters):
+def _column_log_det(dist, x):
     r""":math:`\log f(x) - \log\phi(z)`, written as :math:`\log f - \log T - \log(\phi/\Phi)(-|z|)`.
 
     ``T`` is the smaller tail (``F`` or ``S``), with :math:`\log\Phi(-|z|) = \log T` by
     construction. Where :math:`\log T` is below ``-FAR_TAIL_LOG``, ``log f`` and ``log T`` are
     both large and their difference would lose digits, so :math:`\log f - \log T` comes from
-    the component sums directly (:func:`_log_density_over_tail`).
+    the distribution's own ``_log_pdf_over_tail`` (for normal mixtures,
+    :func:`kdelib.normal_mixture.mixture_log_pdf_over_tail`, which cancels the common exponent).
     """
     log_cdf, log_sf, lower = _column_tails(dist, x)
     z, saturated = _z_from_tails(log_cdf, log_sf, lower)
@@ -106,98 +91,37 @@ def _column_log_det(dist, x, parameters):
     near = ~(far | saturated)
     pdf_over_tail = np.full(x.shape, -np.inf)
     pdf_over_tail[near] = np.asarray(dist.logpdf(x[near]), dtype=float) - log_tail[near]
-    if np.any(far):
-        means, scales, log_weights = parameters(dist)
-        for upper in (False, True):
-            sel = far & (lower != upper)
-            if np.any(sel):
-                pdf_over_tail[sel] = _log_density_over_tail(x[sel], means, scales, log_weights, upper)
+    for upper in (False, True):
+        sel = far & (lower != upper)
+        if np.any(sel):
+            pdf_over_tail[sel] = dist._log_pdf_over_tail(x[sel], upper)
     # Saturated z is constant in x: its derivative is 0 (and the true log f is below -1.8e308).
-    return np.where(saturated, -np.inf, pdf_over_tail - _log_inverse_mills(np.abs(z)))
-
-
-def _log_or_none(weights):
-    if weights is None:
-        return None
-    with np.errstate(divide="ignore"):  # a zero weight is a log weight of -inf
-        return np.log(np.asarray(weights, dtype=float))
-
-
-def _log_mills(z):
-    r""":math:`\log(\Phi(z)/\phi(z))` for any ``z``, without forming :math:`z^2/2` where it is large."""
-    out = np.empty_like(z)
-    neg = z <= 0
-    with np.errstate(divide="ignore"):  # z = -inf: erfcx(inf) = 0, log M = -inf
-        out[neg] = 0.5 * np.log(0.5 * np.pi) + np.log(erfcx(-z[neg] * _SQRT_HALF))
-    pos = z[~neg]  # Phi(z) >= 1/2 here, so log_ndtr is tiny and exact; z^2/2 is the whole value
-    with np.errstate(over="ignore"):
-        out[~neg] = log_ndtr(pos) + (pos * _SQRT_HALF) ** 2 + 0.5 * np.log(2.0 * np.pi)
-    return out
-
-
-def _log_term_differences(z, means, scales, log_ws, k):
-    """``a_j - a_k`` for each row, from ``z_j^2 - z_k^2 = (z_j - z_k)(z_j + z_k)``."""
-    rows = np.arange(z.shape[0])
-    zk, mk, sk = z[rows, k][:, None], means[k][:, None], scales[k][:, None]
-    # Equal scales: z_j - z_k = (mu_k - mu_j)/s exactly, not a difference of two huge numbers.
-    diff = np.where(scales == sk, (mk - means) / scales, z - zk)
-    delta = log_ws - log_ws[k][:, None] - 0.5 * diff * (z + zk)
-    return np.where(np.isnan(delta), -np.inf, delta)  # inf * 0 only for negligible terms
-
-
-def _log_density_over_tail(x, means, scales, log_weights, upper):
-    r"""Return :math:`\log f(x) - \log F(x)` (or :math:`- \log S(x)`) of a normal mixture.
-
-    With :math:`a_j = \log w_j - \log s_j - z_j^2/2` and :math:`M(z) = \Phi(z)/\phi(z)`,
-
-    .. math::
-
-        \log f - \log F = \log \sum_j e^{a_j - a_k} - \log \sum_j e^{a_j - a_k + \log s_j + \log M(z_j)},
-
-    for any reference component ``k``: the huge common part :math:`a_k` cancels exactly. The
-    differences use :math:`z_j^2 - z_k^2 = (z_j - z_k)(z_j + z_k)`, with
-    :math:`z_j - z_k = (\mu_k - \mu_j)/s` for equal scales, so each is accurate relative to
-    its own size. The upper tail is the lower tail of the mirrored mixture.
-    """
-    sign = -1.0 if upper else 1.0
-    x = sign * np.asarray(x, dtype=float)
-    means = sign * np.asarray(means, dtype=float)
-    n = means.size
-    scales = np.broadcast_to(np.asarray(scales, dtype=float), (n,))
-    log_w = np.full(n, -np.log(n)) if log_weights is None else np.asarray(log_weights, dtype=float)
-    keep = np.isfinite(log_w)  # zero-weight components contribute nothing
-    means, scales, log_w = means[keep], scales[keep], log_w[keep]
-    log_ws = log_w - np.log(scales)
-    out = np.empty(x.size)
-    rows = max(1, _FAR_BLOCK_TERMS // means.size)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for start in range(0, x.size, rows):
-            xb = x[start : start + rows, None]
-            z = (xb - means) / scales
-            # a_j themselves are rounded at the scale of z^2 (up to 1e308) and cannot rank
-            # the components; the differences can. Rank against component 0, then measure
-            # against the largest, so every kept term is exp(<= 0) of an accurate exponent.
-            first = _log_term_differences(z, means, scales, log_ws, np.zeros(z.shape[0], np.intp))
-            delta = _log_term_differences(z, means, scales, log_ws, np.argmax(first, axis=1))
-            tail_terms = np.where(np.isinf(delta), -np.inf, delta + np.log(scales) + _log_mills(z))
-            out[start : start + rows] = logsumexp(delta, axis=1) - logsumexp(tail_terms, axis=1)
-    return out
+    return np.where(saturated, -np.inf, pdf_over_tail - log_inverse_mills_ratio(np.abs(z)))
 
 
 # --------------------------------------------------------------------------- estimators
-class _MarginalGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    r"""Shared logic: fit one 1-D distribution per column, then :math:`z = \Phi^{-1}(F(x))`.
+class MarginalGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    r"""Base of the Gaussianizers: one 1-D density per column, then :math:`z = \Phi^{-1}(F(x))`.
 
-    Subclasses only say which distribution to fit, in ``_make_marginal``.
+    A subclass only says which density to fit, in ``_make_marginal``: an unfitted estimator
+    following the density contract of :mod:`kdelib.base` (``fit``, ``logpdf``, ``logcdf``,
+    ``logsf``, ``ppf_log`` and ``_log_pdf_over_tail``). Transform, inverse, log-determinant
+    and scores are shared, so every Gaussianizer is exact in the same way (see the Notes of
+    :class:`KDEGaussianizer`).
+
+    Examples
+    --------
+    >>> from kdelib import GaussianKDE
+    >>> from kdelib.gaussianize import MarginalGaussianizer
+    >>> class Wide(MarginalGaussianizer):
+    ...     def _make_marginal(self):
+    ...         return GaussianKDE(bandwidth=2.0)
+    >>> Wide().fit([[0.0], [1.0]]).transform([[0.5]]).tolist()
+    [[0.0]]
     """
 
     def _make_marginal(self):  # pragma: no cover - abstract
-        """Return an unfitted 1-D distribution with ``fit`` and the log-space methods."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _mixture_parameters(dist):  # pragma: no cover - abstract
-        """Return ``(means, scales, log_weights)`` of a fitted marginal (a normal mixture)."""
+        """Return an unfitted 1-D density estimator (the contract of :mod:`kdelib.base`)."""
         raise NotImplementedError
 
     def fit(self, X, y=None):
@@ -282,8 +206,7 @@ class _MarginalGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
             ``-inf`` only where a column saturates (see :data:`Z_MAX`).
         """
         X = self._validated(X)
-        log_det = partial(_column_log_det, parameters=self._mixture_parameters)
-        return self._per_column(X, log_det).sum(axis=1)
+        return self._per_column(X, _column_log_det).sum(axis=1)
 
     def score_samples(self, X):
         r"""Return the log-density of each sample under the fitted product of marginals.
@@ -367,7 +290,7 @@ _SHARED_NOTES = r"""
 """
 
 
-class KDEGaussianizer(_MarginalGaussianizer):
+class KDEGaussianizer(MarginalGaussianizer):
     """Gaussianize each column through its Gaussian kernel density estimate.
 
     Parameters
@@ -415,7 +338,7 @@ class KDEGaussianizer(_MarginalGaussianizer):
     True
     """
 
-    def __init__(self, bandwidth="scott", method="exact"):
+    def __init__(self, *, bandwidth="scott", method="exact"):
         self.bandwidth = bandwidth
         self.method = method
 
@@ -423,10 +346,6 @@ class KDEGaussianizer(_MarginalGaussianizer):
         from .kde import GaussianKDE
 
         return GaussianKDE(bandwidth=self.bandwidth, method=self.method)
-
-    @staticmethod
-    def _mixture_parameters(dist):
-        return dist.dataset_, dist.bandwidth_, _log_or_none(dist.weights_)
 
     def fit(self, X, y=None):
         """Fit one Gaussian KDE per column of ``X`` (see the class docstring).
@@ -447,7 +366,7 @@ class KDEGaussianizer(_MarginalGaussianizer):
         return self
 
 
-class MixtureGaussianizer(_MarginalGaussianizer):
+class MixtureGaussianizer(MarginalGaussianizer):
     """Gaussianize each column through a fitted 1-D Gaussian mixture.
 
     Parameters
@@ -487,7 +406,7 @@ class MixtureGaussianizer(_MarginalGaussianizer):
     True
     """
 
-    def __init__(self, n_components=2, random_state=None):
+    def __init__(self, *, n_components=2, random_state=None):
         self.n_components = n_components
         self.random_state = random_state
 
@@ -496,9 +415,6 @@ class MixtureGaussianizer(_MarginalGaussianizer):
 
         return GaussianMixtureCDF(n_components=self.n_components, random_state=self.random_state)
 
-    @staticmethod
-    def _mixture_parameters(dist):
-        return dist.means_, dist.scales_, dist.log_weights_
 
 
 KDEGaussianizer.__doc__ = KDEGaussianizer.__doc__.replace("{notes}", _SHARED_NOTES)

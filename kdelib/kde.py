@@ -10,8 +10,16 @@ from scipy.special import ndtr, ndtri
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import _normal_mixture as nm
-from ._validation import as_1d_float, as_float_array, check_bandwidth, check_n_samples, check_weights
+from . import normal_mixture as nm
+from ._validation import (
+    as_1d_float,
+    as_float_array,
+    check_bandwidth,
+    check_choice,
+    check_n_samples,
+    check_real,
+    check_weights,
+)
 from .bandwidth import linear_binning, select_bandwidth
 
 __all__ = ["GaussianKDE", "KDE_METHODS"]
@@ -44,8 +52,6 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         :data:`kdelib.bandwidth.BANDWIDTH_SELECTORS` (``"scott"``, ``"silverman"``, ``"isj"``,
         ``"cv"``). A float works for a single data point; the rules need at least two
         distinct values.
-    weights : array_like of shape (n,), optional
-        Non-negative weights of the data points (normalised to sum to one in ``fit``).
     method : {"exact", "binned"}, default="exact"
         How :meth:`pdf`, :meth:`cdf` and :meth:`sf` are evaluated (see Notes). The log-space
         methods and the quantiles are always exact.
@@ -89,7 +95,7 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         \hat S(x) = \sum_{i=1}^n w_i\,\Phi\!\left(\frac{x_i - x}{h}\right).
 
     *Exact method.* The estimate is a Gaussian mixture with means :math:`x_i` and one scale
-    :math:`h`, evaluated by :mod:`kdelib._normal_mixture`: every kernel term is summed in
+    :math:`h`, evaluated by :mod:`kdelib.normal_mixture`: every kernel term is summed in
     blocks of bounded memory on all cores; :math:`F` and :math:`S` come from one
     ``scipy.special.ndtr`` call per term on the smaller tail, so both keep full relative
     precision; logarithms switch to ``log_ndtr`` + ``logsumexp`` where the sums underflow.
@@ -139,15 +145,14 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     0.3
     """
 
-    def __init__(self, bandwidth="scott", weights=None, method="exact", tol=1e-8):
+    def __init__(self, *, bandwidth="scott", method="exact", tol=1e-8):
         self.bandwidth = bandwidth
-        self.weights = weights
         self.method = method
         self.tol = tol
 
     # -- fitting ----------------------------------------------------------------------------
 
-    def fit(self, x, y=None):
+    def fit(self, x, y=None, sample_weight=None):
         """Store the sorted data, normalised weights and the bandwidth.
 
         Parameters
@@ -156,15 +161,21 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
             Finite data, at least one point (two distinct values for a bandwidth rule).
         y : None
             Ignored.
+        sample_weight : array_like of shape (n,), optional
+            Non-negative weights of the data points, normalised to sum to one. Integer
+            weights give the same estimate as repeating the points.
 
         Returns
         -------
         self : GaussianKDE
         """
-        method = self._check_method()
-        tol = self._check_tol()
+        method = check_choice(self.method, KDE_METHODS, "method")
+        tol = check_real(
+            self.tol, "tol", low=MIN_BINNED_TOL, high=0.1,
+            hint="Below 1e-12 FFT round-off dominates; use method='exact' for full precision.",
+        )
         data = as_1d_float(x, "x", min_size=1)
-        weights = check_weights(self.weights, data.size)
+        weights = check_weights(sample_weight, data.size, "sample_weight")
         bandwidth = self._resolve_bandwidth(data, weights)
         order = np.argsort(data, kind="stable")
         self.dataset_ = data[order]
@@ -177,23 +188,6 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         if method == "binned":
             self._fit_grid(tol)
         return self
-
-    def _check_method(self):
-        choices = ", ".join(repr(k) for k in KDE_METHODS)
-        if not isinstance(self.method, str) or self.method.strip().lower() not in KDE_METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {choices}.")
-        return self.method.strip().lower()
-
-    def _check_tol(self):
-        tol = self.tol
-        if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
-            raise ValueError(f"tol must be a float in [{MIN_BINNED_TOL}, 0.1]; got {tol!r}.")
-        if not (MIN_BINNED_TOL <= float(tol) <= 0.1):
-            raise ValueError(
-                f"tol must lie in [{MIN_BINNED_TOL}, 0.1] (below 1e-12 FFT round-off dominates; "
-                f"use method='exact' for full precision); got {tol!r}."
-            )
-        return float(tol)
 
     def _resolve_bandwidth(self, data, weights):
         if isinstance(self.bandwidth, str):

@@ -4,7 +4,6 @@ Data have shape (n,) (or (n, 1)); evaluation points may have any shape, and ever
 returns an array of that shape.
 """
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +11,8 @@ from sklearn.base import BaseEstimator
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from . import _normal_mixture as nm
-from ._validation import as_1d_float, check_n_samples
+from . import normal_mixture as nm
+from ._validation import as_1d_float, check_n_samples, check_positive_int
 
 __all__ = ["ComponentSelection", "GaussianMixtureCDF", "select_n_components"]
 
@@ -86,7 +85,7 @@ class GaussianMixtureCDF(nm.MixtureDistribution, BaseEstimator):
     Both are criteria on the data the model was fitted to; for an out-of-sample comparison use
     the held-out negative log-likelihood (:func:`select_n_components` reports both).
 
-    All densities and tail probabilities come from :mod:`kdelib._normal_mixture`: ``log_ndtr``
+    All densities and tail probabilities come from :mod:`kdelib.normal_mixture`: ``log_ndtr``
     and ``logsumexp`` where the sums underflow, ``ndtr(-z)`` terms for the upper tail, and a
     bracketed root-find in log space for the quantiles that converges or raises.
 
@@ -111,8 +110,8 @@ class GaussianMixtureCDF(nm.MixtureDistribution, BaseEstimator):
 
     def __init__(
         self,
-        n_components=1,
         *,
+        n_components=1,
         random_state=None,
         n_init=1,
         max_iter=1000,
@@ -142,9 +141,7 @@ class GaussianMixtureCDF(nm.MixtureDistribution, BaseEstimator):
         -------
         self : GaussianMixtureCDF
         """
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_components must be a positive integer; got {k!r}.")
+        k = check_positive_int(self.n_components, "n_components")
         data = as_1d_float(x, "x", min_size=1)
         if data.size < k:
             raise ValueError(
@@ -189,14 +186,6 @@ class GaussianMixtureCDF(nm.MixtureDistribution, BaseEstimator):
         return self.means_[component] + self.scales_[component] * rng.standard_normal(n_samples)
 
     # -- likelihood and information criteria ------------------------------------------------
-
-    def score_samples(self, x):
-        """Per-point log-likelihood ``log f(x_i)`` (scikit-learn's name for :meth:`logpdf`)."""
-        return self.logpdf(x)
-
-    def score(self, x, y=None):
-        """Mean log-likelihood per point of the 1-D data ``x``."""
-        return float(np.mean(self.logpdf(as_1d_float(x, "x"))))
 
     def n_parameters(self):
         """Number of free parameters, ``3 K - 1``."""
@@ -295,12 +284,12 @@ def select_n_components(x_train, x_held_out, ks, random_state=None, **mixture_pa
     train = as_1d_float(x_train, "x_train")
     held_out = as_1d_float(x_held_out, "x_held_out")
     ks = tuple(ks) if np.ndim(ks) else (ks,)
-    if not ks or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1 for k in ks):
-        raise ValueError(f"ks must be a non-empty sequence of positive integers; got {ks!r}.")
-    ks = tuple(int(k) for k in ks)
+    if not ks:
+        raise ValueError("ks must be non-empty; give the numbers of components to try, e.g. range(1, 8).")
+    ks = tuple(check_positive_int(k, "every entry of ks") for k in ks)
     bics, train_nlls, nlls = [], [], []
     for k in ks:
-        model = GaussianMixtureCDF(k, random_state=random_state, **mixture_params).fit(train)
+        model = GaussianMixtureCDF(n_components=k, random_state=random_state, **mixture_params).fit(train)
         bics.append(model.bic(train))
         train_nlls.append(-model.score(train))
         nlls.append(-model.score(held_out))

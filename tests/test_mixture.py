@@ -54,7 +54,7 @@ def test_log_likelihood_equals_sklearn_score_samples(bimodal, fitted):
 
 def test_bic_and_aic_equal_sklearn_and_the_formula(bimodal):
     for k in (1, 2, 3):
-        ours = GaussianMixtureCDF(k, random_state=0).fit(bimodal)
+        ours = GaussianMixtureCDF(n_components=k, random_state=0).fit(bimodal)
         ref = sklearn_twin(bimodal, k)
         assert ours.n_parameters() == 3 * k - 1
         assert ours.bic(bimodal) == pytest.approx(ref.bic(bimodal[:, None]), rel=1e-12)
@@ -97,7 +97,7 @@ def test_sample_follows_the_mixture(fitted):
 
 
 def test_tied_data_fit_a_narrow_component():
-    gm = GaussianMixtureCDF(1).fit(np.full(10, 3.0))
+    gm = GaussianMixtureCDF(n_components=1).fit(np.full(10, 3.0))
     assert gm.means_[0] == pytest.approx(3.0, rel=1e-15)
     np.testing.assert_allclose(gm.scales_, np.sqrt(1e-6))  # reg_covar keeps the scale positive
     assert np.isfinite(gm.logcdf(2.0)) and gm.cdf(3.0) == pytest.approx(0.5)
@@ -130,7 +130,7 @@ def test_select_n_components_reports_both_criteria(bimodal):
 
 @pytest.mark.parametrize("ks", [[], [0, 1], [1.5], ["2"], [True]])
 def test_select_n_components_rejects_bad_ks(bimodal, ks):
-    with pytest.raises(ValueError, match="ks must be a non-empty sequence of positive integers"):
+    with pytest.raises(ValueError, match=r"ks .*(positive integer|non-empty)"):
         select_n_components(bimodal[:100], bimodal[100:200], ks=ks)
 
 
@@ -161,7 +161,7 @@ def test_bad_evaluation_input_and_not_fitted(fitted):
         fitted.ppf(-0.1)
     with pytest.raises(ValueError, match="log_q must be <= 0"):
         fitted.ppf_log(1.0)
-    unfitted = GaussianMixtureCDF(2)
+    unfitted = GaussianMixtureCDF(n_components=2)
     for name in (*FUNCS, "ppf", "ppf_log", "score_samples", "bic", "aic", "score"):
         with pytest.raises(NotFittedError):
             getattr(unfitted, name)([0.5])
@@ -175,7 +175,7 @@ def test_bad_evaluation_input_and_not_fitted(fitted):
 def test_property_bounds_monotone_and_round_trip(k, seed, xs):
     rng = np.random.default_rng(seed)
     data = np.concatenate([rng.normal(rng.uniform(-10, 10), rng.uniform(0.1, 3), 40) for _ in range(k)])
-    gm = GaussianMixtureCDF(k, random_state=seed).fit(data)
+    gm = GaussianMixtureCDF(n_components=k, random_state=seed).fit(data)
     x = np.sort(xs)
     F, log_F, log_S = gm.cdf(x), gm.logcdf(x), gm.logsf(x)
     assert np.all((F >= 0) & (F <= 1)) and np.all(np.diff(F) >= -8 * np.finfo(float).eps * F[1:])

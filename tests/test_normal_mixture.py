@@ -1,4 +1,4 @@
-"""Tests for kdelib._normal_mixture against mpmath, scipy.stats.norm and invariants."""
+"""Tests for kdelib.normal_mixture against mpmath, scipy.stats.norm and invariants."""
 
 import mpmath as mp
 import numpy as np
@@ -8,7 +8,7 @@ from scipy.special import ndtri_exp
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from kdelib import _normal_mixture as nm
+from kdelib import normal_mixture as nm
 from mpmath_reference import FUNCS, assert_close_or_exact_limit, mp_log_ndtr, mp_reference
 
 @pytest.fixture(scope="module")
