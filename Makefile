@@ -1,6 +1,7 @@
 # kdelib: two commands matter.
 #   make book   build the executed, strict HTML book into _build/html
-#   make test   unit tests, notebook checks, the strict build and a headless-browser test of the site
+#   make test   unit tests, doctests, notebook checks, the strict build and a headless-browser test
+#   make stress every hypothesis property at 10,000 examples (slow; not part of make test)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -11,7 +12,7 @@ JB := $(VENV)/bin/jupyter-book
 MATHJAX_VERSION := 3.2.2
 MATHJAX_JS := _mathjax/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: book test venv mathjax unit strip serve clean
+.PHONY: book test venv mathjax unit stress strip serve clean
 
 venv: $(VENV)/.installed
 
@@ -42,6 +43,13 @@ test: book
 
 unit: venv
 	$(PY) -m pytest -m "not book and not browser"
+
+# The thorough profile: every property of every estimator and Gaussianizer at 10,000 examples,
+# including extreme but finite data (1e-300 to 1e300, heavy ties, tiny spread).
+stress: venv
+	@start=$$(date +%s); \
+	KDELIB_HYPOTHESIS=stress $(PY) -m pytest -m hypothesis -p no:doctest -q; \
+	echo "Stress run took $$(( $$(date +%s) - start )) s"
 
 # Remove outputs and execution counts from every notebook before committing.
 strip: venv

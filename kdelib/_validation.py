@@ -21,6 +21,7 @@ __all__ = [
     "check_positive_int",
     "check_probability",
     "check_real",
+    "check_spread",
     "check_weights",
 ]
 
@@ -62,6 +63,27 @@ def _check_finite(arr, name):
             f"{name} contains {n_nan} NaN and {n_inf} infinite value(s); "
             "remove or impute them before calling."
         )
+
+
+#: Largest data spread (max - min) whose squares and variances stay finite in float64, with room
+#: for sums over many points.
+MAX_SPREAD = 1e150
+
+
+def check_spread(x, name="x"):
+    """Return ``x`` (1-D) unchanged, or raise if its spread would overflow a variance.
+
+    Variances of data spread over more than :data:`MAX_SPREAD` overflow float64; the
+    estimators that need them (bandwidth rules, EM) refuse such data instead of returning
+    an infinite bandwidth or scale.
+    """
+    spread = float(np.max(x) - np.min(x)) if x.size else 0.0
+    if not spread <= MAX_SPREAD:
+        raise ValueError(
+            f"{name} spans {spread:.3g}, beyond {MAX_SPREAD:g}: its variance overflows float64. "
+            "Rescale the data (e.g. divide by a power of ten) or pass a float bandwidth."
+        )
+    return x
 
 
 def check_weights(weights, n, name="weights"):

@@ -24,6 +24,7 @@ from ._validation import (
     check_interval,
     check_positive_int,
     check_real,
+    check_spread,
     check_weights,
 )
 
@@ -49,7 +50,7 @@ _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 # --------------------------------------------------------------------------- input and moments
 def _sample_and_weights(x, weights, selector):
     """Validate once; drop zero-weight points (they carry no information)."""
-    data = as_1d_float(x, "x", min_size=2)
+    data = check_spread(as_1d_float(x, "x", min_size=2))
     w = check_weights(weights, data.size)
     if w is not None:
         keep = w > 0

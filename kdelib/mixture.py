@@ -12,7 +12,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
 from . import normal_mixture as nm
-from ._validation import as_1d_float, check_n_samples, check_positive_int
+from ._validation import as_1d_float, check_n_samples, check_positive_int, check_spread
 
 __all__ = ["ComponentSelection", "GaussianMixtureCDF", "select_n_components"]
 
@@ -142,7 +142,7 @@ class GaussianMixtureCDF(nm.MixtureDistribution, BaseEstimator):
         self : GaussianMixtureCDF
         """
         k = check_positive_int(self.n_components, "n_components")
-        data = as_1d_float(x, "x", min_size=1)
+        data = check_spread(as_1d_float(x, "x", min_size=1))
         if data.size < k:
             raise ValueError(
                 f"n_components={k} needs at least {k} data points; got {data.size}. "

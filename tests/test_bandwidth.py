@@ -9,6 +9,7 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 from sklearn.neighbors import KernelDensity
 
+from hypothesis_profiles import examples
 from kdelib import bandwidth as bw
 from kdelib.bandwidth import (
     BANDWIDTH_SELECTORS,
@@ -276,7 +277,7 @@ data = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=60)
 small_integers = st.lists(st.integers(-50, 50).map(float), min_size=2, max_size=60)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(data | small_integers, st.integers(-30, 30), st.integers(-1000, 1000))
 def test_rules_are_positive_and_equivariant_or_raise(x, log2_scale, shift):
     x = np.asarray(x)

@@ -21,6 +21,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks as checks
 
+from hypothesis_profiles import examples
 from kdelib import GaussianKDE, GaussianMixtureCDF
 from kdelib.base import DensityMixin
 
@@ -154,7 +155,7 @@ def test_quantiles_round_trip_in_both_tails(case):
     assert np.isfinite(far[0]) and est.logcdf(far)[0] == pytest.approx(-1e4, rel=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=30))
 def test_cdf_is_monotone_and_tails_are_finite(values):
     x = np.sort(np.array(values))
@@ -167,6 +168,37 @@ def test_cdf_is_monotone_and_tails_are_finite(values):
 
 
 _FITTED = {}
+
+
+def extreme_samples():
+    """Finite samples that stress the arithmetic: magnitudes 1e-300..1e300, ties, tiny spread."""
+    magnitude = st.floats(-300, 300).map(lambda e: 10.0**e)
+    sign = st.sampled_from([-1.0, 1.0])
+    wide = st.lists(st.tuples(sign, magnitude).map(lambda t: t[0] * t[1]), min_size=2, max_size=20)
+    ties = st.lists(st.sampled_from([0.0, 1.0, 1.0, 1.0, 2.5]), min_size=2, max_size=30)
+    tiny = st.tuples(st.floats(-1e6, 1e6), st.lists(st.integers(-5, 5), min_size=2, max_size=20)).map(
+        lambda t: [t[0] + k * 1e-9 * max(1.0, abs(t[0])) for k in t[1]]
+    )
+    return st.one_of(wide, ties, tiny)
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(extreme_samples())
+def test_extreme_but_finite_data_fit_cleanly_or_raise_clearly(values):
+    """Every estimator either refuses the sample with a ValueError or fits a valid distribution."""
+    data = np.array(values)
+    probe = np.concatenate([data, [-1e300, 0.0, 1e300]])
+    for name, (make, _) in DENSITY_ESTIMATORS.items():
+        try:
+            est = make().fit(data)
+        except ValueError as err:
+            assert str(err), name
+            continue
+        log_cdf, log_sf = est.logcdf(np.sort(probe)), est.logsf(np.sort(probe))
+        assert not np.any(np.isnan(log_cdf)) and not np.any(np.isnan(log_sf)), name
+        assert np.all(np.diff(log_cdf) >= 0) and np.all(np.diff(log_sf) <= 0), name
+        assert np.all(log_cdf <= 0) and np.all(log_sf <= 0), name
+        assert not np.any(np.isnan(est.logpdf(probe))), name
 
 
 def test_samples_follow_the_cdf(case):

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.distributions.empirical_distribution import ECDF as StatsmodelsECDF
 
+from hypothesis_profiles import examples
 from kdelib import ECDF
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
@@ -24,7 +25,7 @@ def brute_force_ppf(x, q):
     return np.array([-np.inf if qi == 0 else xs[np.argmax(heights >= qi)] for qi in q])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(samples, st.lists(st.integers(-6, 6).map(float) | finite, min_size=1, max_size=20))
 def test_cdf_and_sf_equal_brute_force_counts(x, t):
     ecdf = ECDF(x)
@@ -34,7 +35,7 @@ def test_cdf_and_sf_equal_brute_force_counts(x, t):
     np.testing.assert_allclose(ecdf.sf(points), expected_sf, rtol=1e-15, atol=0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(samples, st.lists(st.floats(0, 1), min_size=1, max_size=20))
 def test_ppf_is_the_generalised_inverse(x, q):
     ecdf = ECDF(x)
@@ -45,7 +46,7 @@ def test_ppf_is_the_generalised_inverse(x, q):
     assert np.all(quantiles[1:] >= quantiles[:-1])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(samples)
 def test_ppf_of_cdf_returns_each_data_point(x):
     ecdf = ECDF(x)

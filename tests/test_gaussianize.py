@@ -15,6 +15,7 @@ from scipy.stats import kstest
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from hypothesis_profiles import examples
 from kdelib import KDEGaussianizer, MixtureGaussianizer
 from kdelib.bandwidth import select_bandwidth
 from kdelib import gaussianize
@@ -132,7 +133,7 @@ def _fitted_once(cls):
     return _CACHE[cls]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     st.floats(-1e6, 1e6, allow_nan=False),
     st.floats(1e-6, 1e6, allow_nan=False),
@@ -145,7 +146,7 @@ def test_transform_is_strictly_increasing(x, gap):
         assert np.all(Z[1] > Z[0]), (cls.__name__, x, gap, Z)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=8))
 def test_no_nan_for_any_finite_input(values):
     for cls in GAUSSIANIZERS:

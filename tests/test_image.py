@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 
+from hypothesis_profiles import examples
 from kdelib import image
 
 SIGMAS = np.array([0.05, 0.08, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0])
@@ -237,7 +238,7 @@ codes_arrays = st.integers(1, 12).flatmap(
 sigma_values = st.floats(0.01, 5.0)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(codes_arrays, sigma_values)
 def test_property_matches_integer_reference(arrays, sigma):
     a, x = (np.array(v, dtype=np.uint8) for v in arrays)
@@ -245,7 +246,7 @@ def test_property_matches_integer_reference(arrays, sigma):
     assert_rel(got, integer_reference(a, x, 256, sigma)[0], 1e-13)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(codes_arrays, sigma_values)
 def test_property_duplicated_centres_change_nothing(arrays, sigma):
     a, x = (np.array(v, dtype=np.float64) / 256 for v in arrays)
@@ -254,7 +255,7 @@ def test_property_duplicated_centres_change_nothing(arrays, sigma):
     assert_rel(twice, once, 1e-13)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(codes_arrays, sigma_values)
 def test_property_bounded_by_nearest_centre(arrays, sigma):
     """-m/(2s^2) - log k - c <= log p(x) <= -m/(2s^2) - c, m the nearest squared distance."""
@@ -268,7 +269,7 @@ def test_property_bounded_by_nearest_centre(arrays, sigma):
     assert np.all(got >= upper - math.log(len(a)) - slack)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 20))
 def test_property_float_data_matches_direct(seed, k, n):
     rng = np.random.default_rng(seed)

@@ -11,6 +11,7 @@ from sklearn.neighbors import KernelDensity
 from statsmodels.nonparametric.kde import KDEUnivariate
 from mpmath_reference import assert_close_or_exact_limit, mp_reference
 
+from hypothesis_profiles import examples
 from kdelib import GaussianKDE
 from kdelib.bandwidth import select_bandwidth
 from kdelib.kde import MAX_GRID_POINTS, binned_spacing
@@ -293,7 +294,7 @@ def test_output_shape_follows_input(sample):
 data_lists = hs.lists(hs.floats(-100, 100), min_size=1, max_size=20)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(data_lists, hs.floats(1e-2, 10.0), hs.lists(hs.floats(-1e4, 1e4), min_size=2, max_size=20))
 def test_property_cdf_bounded_monotone_and_log_consistent(data, h, xs):
     kde = GaussianKDE(bandwidth=h).fit(data)
@@ -305,7 +306,7 @@ def test_property_cdf_bounded_monotone_and_log_consistent(data, h, xs):
     np.testing.assert_allclose(np.logaddexp(log_F, log_S), 0.0, atol=1e-15)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(data_lists, hs.floats(0.05, 5.0), hs.floats(-30.0, 30.0))
 def test_property_ppf_inverts_cdf(data, h, u):
     kde = GaussianKDE(bandwidth=h).fit(data)

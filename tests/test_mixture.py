@@ -11,6 +11,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.mixture import GaussianMixture
 from mpmath_reference import assert_close_or_exact_limit, mp_reference
 
+from hypothesis_profiles import examples
 from kdelib import GaussianMixtureCDF, select_n_components
 
 FUNCS = ("pdf", "logpdf", "cdf", "sf", "logcdf", "logsf")
@@ -170,7 +171,7 @@ def test_bad_evaluation_input_and_not_fitted(fitted):
 # -- properties --------------------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(hs.integers(1, 3), hs.integers(0, 2**16), hs.lists(hs.floats(-1e3, 1e3), min_size=2, max_size=20))
 def test_property_bounds_monotone_and_round_trip(k, seed, xs):
     rng = np.random.default_rng(seed)

@@ -8,6 +8,7 @@ from scipy.special import ndtri_exp
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from hypothesis_profiles import examples
 from kdelib import normal_mixture as nm
 from mpmath_reference import FUNCS, assert_close_or_exact_limit, mp_log_ndtr, mp_reference
 
@@ -255,7 +256,7 @@ def test_negative_zero_is_zero():
     np.testing.assert_array_equal(nm.mixture_logsf([-0.0, 0.0], *args), [np.log(0.5)] * 2)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(mixtures(), hs.lists(finite_x, min_size=1, max_size=30))
 def test_property_bounds_monotone_and_consistent(mix, xs):
     x = np.sort(np.array(xs))
@@ -271,7 +272,7 @@ def test_property_bounds_monotone_and_consistent(mix, xs):
     np.testing.assert_allclose(np.logaddexp(log_F, log_S), 0.0, atol=1e-15)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(mixtures(), hs.floats(-60, 60))
 def test_property_ppf_log_inverts_logcdf(mix, u):
     means, scales, log_w = mix
