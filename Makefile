@@ -48,7 +48,7 @@ unit: venv
 # including extreme but finite data (1e-300 to 1e300, heavy ties, tiny spread).
 stress: venv
 	@start=$$(date +%s); \
-	KDELIB_HYPOTHESIS=stress $(PY) -m pytest -m hypothesis -p no:doctest -q; \
+	KDELIB_HYPOTHESIS=stress $(PY) -m pytest tests -m hypothesis -q; \
 	echo "Stress run took $$(( $$(date +%s) - start )) s"
 
 # Remove outputs and execution counts from every notebook before committing.

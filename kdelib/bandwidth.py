@@ -76,6 +76,12 @@ def effective_sample_size(weights, n):
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> from kdelib.bandwidth import effective_sample_size
+    >>> effective_sample_size(None, 10), effective_sample_size([1.0, 1.0, 2.0], 3)
+    (10.0, 2.6666666666666665)
     """
     if weights is None:
         return float(n)
@@ -103,6 +109,13 @@ def weighted_std(x, weights=None):
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdelib.bandwidth import weighted_std
+    >>> bool(np.isclose(weighted_std(np.array([0.0, 1.0, 5.0]), np.array([0.5, 0.5, 0.0])), np.std([0.0, 1.0], ddof=1)))
+    True
     """
     if weights is None:
         return float(np.std(x, ddof=1))
@@ -135,6 +148,12 @@ def weighted_quantile(x, q, weights=None):
     Returns
     -------
     float or ndarray
+
+    Examples
+    --------
+    >>> from kdelib.bandwidth import weighted_quantile
+    >>> float(weighted_quantile([1.0, 2.0, 3.0, 4.0], 0.5))
+    2.5
     """
     if weights is None:
         return np.percentile(x, 100.0 * np.asarray(q))
@@ -505,6 +524,15 @@ def cv_log_likelihood(x, bandwidth, weights=None):
     :math:`j \ne i` (the diagonal set to :math:`-\infty`), so nothing underflows even when
     every other point lies many bandwidths away. Rows are processed in blocks of about
     :data:`CV_BLOCK_TERMS` kernel terms, so memory stays bounded for large ``n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.stats import norm
+    >>> from kdelib.bandwidth import cv_log_likelihood
+    >>> x = np.array([0.0, 1.0])  # leave one out: each point scored by the other's kernel alone
+    >>> bool(np.isclose(cv_log_likelihood(x, 0.5), 2 * norm.logpdf(1.0, scale=0.5)))  # summed over i
+    True
     """
     data, w = _sample_and_weights(x, weights, "cv_log_likelihood")
     h, shape = as_positive_1d(bandwidth, "bandwidth")

@@ -90,6 +90,75 @@ class DensityMixin:
     -1.168939
     """
 
+    def logpdf(self, x):  # pragma: no cover - implemented by every estimator
+        r"""Log density :math:`\log f(x)`, finite wherever the true value is a double.
+
+        Parameters
+        ----------
+        x : array_like
+            Finite evaluation points, any shape.
+
+        Returns
+        -------
+        ndarray of ``x``'s shape
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> bool(np.isclose(std.logpdf(-60.0), stats.norm.logpdf(-60.0), rtol=1e-15))
+        True
+        """
+        raise NotImplementedError
+
+    def logcdf(self, x):  # pragma: no cover - implemented by every estimator
+        r"""Log distribution function :math:`\log F(x)`, exact far below ``F = 1e-300``.
+
+        Parameters
+        ----------
+        x : array_like
+            Finite evaluation points, any shape.
+
+        Returns
+        -------
+        ndarray of ``x``'s shape, values in [-inf, 0]
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> bool(np.isclose(std.logcdf(-100.0), stats.norm.logcdf(-100.0), rtol=1e-14))
+        True
+        """
+        raise NotImplementedError
+
+    def logsf(self, x):  # pragma: no cover - implemented by every estimator
+        r"""Log survival function :math:`\log S(x)`, never formed from ``1 - cdf``.
+
+        Parameters
+        ----------
+        x : array_like
+            Finite evaluation points, any shape.
+
+        Returns
+        -------
+        ndarray of ``x``'s shape, values in [-inf, 0]
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> bool(np.isclose(std.logsf(100.0), stats.norm.logsf(100.0), rtol=1e-14))
+        True
+        """
+        raise NotImplementedError
+
     def pdf(self, x):
         r"""Density :math:`f(x)`.
 
@@ -101,6 +170,15 @@ class DensityMixin:
         Returns
         -------
         ndarray of ``x``'s shape (a NumPy scalar for a scalar ``x``)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> bool(np.isclose(std.pdf(1.5), stats.norm.pdf(1.5), rtol=1e-15))
+        True
         """
         return np.exp(self.logpdf(x))
 
@@ -115,6 +193,15 @@ class DensityMixin:
         Returns
         -------
         ndarray of ``x``'s shape, values in [0, 1]
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> bool(np.isclose(std.cdf(-3.0), stats.norm.cdf(-3.0), rtol=1e-14))
+        True
         """
         return np.exp(self.logcdf(x))
 
@@ -129,6 +216,15 @@ class DensityMixin:
         Returns
         -------
         ndarray of ``x``'s shape, values in [0, 1]
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> float(std.sf(30.0)) > 0  # 1 - cdf would be exactly 0 here
+        True
         """
         return np.exp(self.logsf(x))
 
@@ -154,6 +250,15 @@ class DensityMixin:
             If any ``q`` lies outside [0, 1] or is NaN.
         FloatingPointError
             If the root-finder does not converge (an unconverged value is never returned).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> std.ppf([0.025, 0.5]).round(6).tolist()
+        [-1.959964, 0.0]
         """
         self._check_fitted()
         return quantile_by_tail(check_probability(q, "q"), self._ppf_log)
@@ -180,6 +285,16 @@ class DensityMixin:
             If any ``log_q`` is positive or NaN.
         FloatingPointError
             If the root-finder does not converge.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> x = std.ppf_log(-5000.0)  # q = e^-5000, far below the smallest double
+        >>> round(float(std.logcdf(x)), 6)
+        -5000.0
         """
         self._check_fitted()
         log_q = check_log_probability(log_q, "log_q")
@@ -199,6 +314,15 @@ class DensityMixin:
         Returns
         -------
         ndarray of shape (n,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> bool(np.allclose(std.score_samples([0.0, 2.0]), stats.norm.logpdf([0.0, 2.0])))
+        True
         """
         return np.asarray(self.logpdf(as_1d_float(x, "x")), dtype=float)
 
@@ -218,6 +342,15 @@ class DensityMixin:
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> from kdelib import GaussianKDE
+        >>> std = GaussianKDE(bandwidth=1.0).fit([0.0])  # one kernel: the standard normal
+        >>> round(std.score([0.0, 1.0]), 6)  # mean of log phi(0) and log phi(1)
+        -1.168939
         """
         return float(np.mean(self.score_samples(x)))
 

@@ -90,6 +90,12 @@ class DataFileError(OSError, ValueError):
 
     It is both an ``OSError`` and a ``ValueError``, so either ``except`` clause catches it.
     The message names the file and says how to fix it.
+
+    Examples
+    --------
+    >>> from kdelib.datasets import DataFileError
+    >>> issubclass(DataFileError, OSError) and issubclass(DataFileError, ValueError)
+    True
     """
 
 

@@ -129,6 +129,12 @@ class ECDF:
         -------
         ndarray
             Values in [0, 1], same shape as ``t``.
+
+        Examples
+        --------
+        >>> from kdelib import ECDF
+        >>> ECDF([3.0, 1.0, 2.0, 2.0]).cdf([0.5, 2.0, 3.0]).tolist()
+        [0.0, 0.75, 1.0]
         """
         t = as_float_array(t, "t")
         k = self._count_at_or_below(t)
@@ -149,6 +155,12 @@ class ECDF:
         -------
         ndarray
             Values in [0, 1], same shape as ``t``.
+
+        Examples
+        --------
+        >>> from kdelib import ECDF
+        >>> ECDF([3.0, 1.0, 2.0, 2.0]).sf([0.5, 2.0, 3.0]).tolist()
+        [1.0, 0.25, 0.0]
         """
         t = as_float_array(t, "t")
         k = self._count_at_or_below(t)
@@ -172,6 +184,12 @@ class ECDF:
         ------
         ValueError
             If any ``q`` lies outside [0, 1] or is NaN.
+
+        Examples
+        --------
+        >>> from kdelib import ECDF
+        >>> ECDF([3.0, 1.0, 2.0, 2.0]).ppf([0.25, 0.5, 0.75, 1.0]).tolist()
+        [1.0, 2.0, 2.0, 3.0]
         """
         q = check_probability(q, "q")
         # Smallest k with cumulative[k] >= q: the first step that reaches q.
