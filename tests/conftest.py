@@ -1,22 +1,11 @@
-"""Shared test configuration: the book root and the data location."""
-
-import os
-from pathlib import Path
+"""Shared fixtures."""
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import mnist_paths
 
 
-@pytest.fixture(scope="session")
-def book_root():
-    return ROOT
-
-
-@pytest.fixture(scope="session")
-def mnist_dir():
-    """The MNIST folder named by KDELIB_DATA; tests that need it skip when it is absent."""
-    path = os.environ.get("KDELIB_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip("MNIST files not found: set KDELIB_DATA to the folder holding the four IDX .gz files")
-    return Path(path)
+@pytest.fixture(scope="session", name="mnist_dir")
+def mnist_dir_fixture():
+    """The MNIST folder (skips the test without the files); see :mod:`mnist_paths`."""
+    return mnist_paths.mnist_dir()

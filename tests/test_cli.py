@@ -2,27 +2,17 @@
 
 import csv
 import hashlib
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mnist_paths import mnist_dir
 from kdelib import __main__ as cli
 from kdelib import datasets, image
 
-MNIST_FOLDER = os.environ.get("KDELIB_DATA", "")
 LIMIT = 400
-
-
-def mnist_dir():
-    names = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
-    if not MNIST_FOLDER or not all((Path(MNIST_FOLDER) / n).is_file() for n in names):
-        pytest.skip("MNIST files not found: set KDELIB_DATA to the folder holding the IDX .gz "
-                    "files (e.g. ../shared/data/mnist)")
-    return MNIST_FOLDER
 
 
 def read_csv(path):
@@ -40,7 +30,7 @@ def splits():
 def test_sweep_writes_the_documented_csv(tmp_path, capsys, splits):
     out = tmp_path / "mnist.csv"
     status = cli.main(["sweep", "--dataset", "mnist", "--sigmas", "0.1,0.2,0.5,1",
-                       "--data-dir", mnist_dir(), "--csv", str(out), "--limit", str(LIMIT),
+                       "--data-dir", str(mnist_dir()), "--csv", str(out), "--limit", str(LIMIT),
                        "--repeats", "2"])
     assert status == 0
     rows = read_csv(out)
@@ -66,7 +56,7 @@ def test_sweep_writes_the_documented_csv(tmp_path, capsys, splits):
 def test_swap_exchanges_train_and_validation(tmp_path, splits):
     out = tmp_path / "swap.csv"
     assert cli.main(["sweep", "--dataset", "mnist", "--sigmas", "0.2,0.5", "--swap",
-                     "--data-dir", mnist_dir(), "--csv", str(out), "--limit", str(LIMIT)]) == 0
+                     "--data-dir", str(mnist_dir()), "--csv", str(out), "--limit", str(LIMIT)]) == 0
     x_train, x_val, _ = splits
     expected = image.log_likelihood(x_val, x_train, [0.2, 0.5])
     got = [float(r["mean_log_likelihood"]) for r in read_csv(out)[:2]]
@@ -77,7 +67,7 @@ def test_swap_exchanges_train_and_validation(tmp_path, splits):
 @pytest.mark.data
 def test_default_grid_is_the_original_one(tmp_path):
     out = tmp_path / "grid.csv"
-    assert cli.main(["sweep", "--dataset", "mnist", "--data-dir", mnist_dir(),
+    assert cli.main(["sweep", "--dataset", "mnist", "--data-dir", str(mnist_dir()),
                      "--csv", str(out), "--limit", "50"]) == 0
     sigmas = [float(r["sigma"]) for r in read_csv(out) if r["split"] == "valid"]
     assert sigmas == [0.05, 0.08, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0]

@@ -5,31 +5,21 @@ import gzip
 import hashlib
 import http.server
 import io
-import os
 import pickle
 import shutil
 import subprocess
 import sys
 import tarfile
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mnist_paths import mnist_dir
 from kdelib import datasets
 from kdelib.datasets import DataFileError
 
 SEED = 1573368177
-MNIST_FOLDER = os.environ.get("KDELIB_DATA", "")  # read before any test unsets it
-
-
-def mnist_dir():
-    folder = MNIST_FOLDER
-    if not folder or not all((Path(folder) / f"{n}.gz").is_file() for n in datasets.MNIST_FILES):
-        pytest.skip("MNIST files not found: set KDELIB_DATA to the folder holding the four IDX "
-                    ".gz files (e.g. ../shared/data/mnist)")
-    return Path(folder)
 
 
 def raw_idx(path, offset):
