@@ -50,7 +50,7 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     bandwidth : float or str, default="scott"
         Kernel standard deviation :math:`h` in data units, or the name of a rule in
         :data:`kdelib.bandwidth.BANDWIDTH_SELECTORS` (``"scott"``, ``"silverman"``, ``"isj"``,
-        ``"cv"``). A float works for a single data point; the rules need at least two
+        ``"cv"``, ``"sj"``). A float works for a single data point; the rules need at least two
         distinct values.
     method : {"exact", "binned"}, default="exact"
         How :meth:`pdf`, :meth:`cdf` and :meth:`sf` are evaluated (see Notes). The log-space
