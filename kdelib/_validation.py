@@ -220,3 +220,27 @@ def check_n_samples(n_samples):
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
         raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
     return int(n_samples)
+
+
+def check_bounds(bounds, name="bounds"):
+    """Return ``(lower, upper)`` floats for a support; ``None`` is the whole line.
+
+    Either end may be infinite (``-inf`` below, ``+inf`` above); NaN, a wrong length or
+    ``lower >= upper`` raise ``ValueError``.
+    """
+    if bounds is None:
+        return -np.inf, np.inf
+    try:
+        lower, upper = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a pair (lower, upper) of numbers (use -inf or inf for an open end); "
+            f"got {bounds!r}."
+        ) from None
+    if np.isnan(lower) or np.isnan(upper):
+        raise ValueError(f"{name} must not be NaN; got {bounds!r}. Use -inf or inf for an open end.")
+    if not lower < upper or lower == np.inf or upper == -np.inf:
+        raise ValueError(
+            f"{name} must satisfy lower < upper with lower < inf and upper > -inf; got {bounds!r}."
+        )
+    return lower, upper

@@ -15,12 +15,15 @@ from ._validation import (
     as_1d_float,
     as_float_array,
     check_bandwidth,
+    check_bounds,
     check_choice,
     check_n_samples,
     check_real,
     check_weights,
 )
 from .bandwidth import linear_binning, select_bandwidth
+from .base import DensityMixin
+from .bounded import BOUNDARY_METHODS, Reflected, Transformed
 
 __all__ = ["GaussianKDE", "KDE_METHODS"]
 
@@ -58,6 +61,19 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     tol : float, default=1e-8
         Absolute error allowed by ``method="binned"``: ``|cdf error| <= tol``, ``|sf error|
         <= tol`` and ``|pdf error| <= tol * max pdf``. Must lie in [1e-12, 0.1].
+    bounds : (float, float) or None, default=None
+        The support ``(lower, upper)``; either end may be infinite. ``None`` is the whole
+        line (the plain KDE). Data must lie in the support (strictly inside for
+        ``boundary="transform"``); outside it the density is 0.
+    boundary : {"reflect", "transform"} or None, default=None
+        Boundary correction for finite ``bounds`` (``None`` means ``"reflect"`` there; naming
+        a method with no finite bound is an error). ``"reflect"`` reflects the kernels at each
+        finite bound as often as needed; ``"transform"`` is a KDE of ``log(x - lower)``,
+        ``log(upper - x)`` or the logit, mapped back with its Jacobian. See
+        :mod:`kdelib.bounded`. Bandwidth rules see the data as the method uses them:
+        reflection, the data themselves (the bandwidth is in data units); transformation,
+        the transformed data (the bandwidth, float or rule, is in transformed units).
+        Bounded estimates support only ``method="exact"``.
 
     Attributes
     ----------
@@ -73,6 +89,12 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         The evaluation method, normalised (``"exact"`` or ``"binned"``).
     n_ : int
         Number of data points.
+    support_ : tuple of float
+        ``(lower, upper)``, ``(-inf, inf)`` without bounds.
+    boundary_ : str or None
+        The boundary method used, or None for the plain KDE.
+    transformed_ : GaussianKDE or None
+        For ``boundary="transform"``, the plain KDE of the transformed data.
     grid_start_, grid_step_ : float
         First node and spacing of the binned grid (``method="binned"`` only).
     grid_pdf_, grid_cdf_, grid_sf_ : ndarray
@@ -145,10 +167,12 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     0.3
     """
 
-    def __init__(self, *, bandwidth="scott", method="exact", tol=1e-8):
+    def __init__(self, *, bandwidth="scott", method="exact", tol=1e-8, bounds=None, boundary=None):
         self.bandwidth = bandwidth
         self.method = method
         self.tol = tol
+        self.bounds = bounds
+        self.boundary = boundary
 
     # -- fitting ----------------------------------------------------------------------------
 
@@ -176,6 +200,11 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         )
         data = as_1d_float(x, "x", min_size=1)
         weights = check_weights(sample_weight, data.size, "sample_weight")
+        lower, upper, boundary = self._check_support(data, method)
+        self.support_, self.boundary_, self.transformed_ = (lower, upper), boundary, None
+        self._boundary_model = None
+        if boundary is not None:
+            return self._fit_bounded(data, weights, boundary)
         bandwidth = self._resolve_bandwidth(data, weights)
         order = np.argsort(data, kind="stable")
         self.dataset_ = data[order]
@@ -188,6 +217,57 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         if method == "binned":
             self._fit_grid(tol)
         return self
+
+    def _check_support(self, data, method):
+        lower, upper = check_bounds(self.bounds, "bounds")
+        bounded = np.isfinite(lower) or np.isfinite(upper)
+        if self.boundary is None:
+            boundary = "reflect" if bounded else None
+        else:
+            boundary = check_choice(self.boundary, BOUNDARY_METHODS, "boundary")
+            if not bounded:
+                raise ValueError(
+                    f"boundary={self.boundary!r} needs a finite bound; bounds={self.bounds!r} is "
+                    "the whole line. Pass bounds=(lower, upper) or leave boundary=None."
+                )
+        if boundary is None:
+            return lower, upper, None
+        if method != "exact":
+            raise ValueError("bounded estimates support only method='exact'; drop method='binned'.")
+        strict = boundary == "transform"
+        outside = (data <= lower) | (data >= upper) if strict else (data < lower) | (data > upper)
+        if np.any(outside):
+            where = "strictly inside" if strict else "inside"
+            raise ValueError(
+                f"{int(outside.sum())} data value(s) are not {where} bounds=({lower!r}, {upper!r}) "
+                f"(first: {data[outside][0]!r}). Widen the bounds or remove those points"
+                + (" (a log transform cannot take a point on the bound)." if strict else ".")
+            )
+        return lower, upper, boundary
+
+    def _fit_bounded(self, data, weights, boundary):
+        lower, upper = self.support_
+        order = np.argsort(data, kind="stable")
+        self.dataset_ = data[order]
+        self.weights_ = None if weights is None else weights[order]
+        self.n_ = int(data.size)
+        with np.errstate(divide="ignore"):
+            self.log_weights_ = None if weights is None else np.log(self.weights_)
+        self.method_ = "exact"
+        if boundary == "reflect":
+            self.bandwidth_ = self._resolve_bandwidth(self.dataset_, self.weights_)
+            self._boundary_model = Reflected(self.dataset_, self.log_weights_, self.bandwidth_, lower, upper)
+        else:
+            y = Transformed.forward(data, lower, upper)
+            inner = GaussianKDE(bandwidth=self.bandwidth).fit(y, sample_weight=weights)
+            self.transformed_ = inner
+            self.bandwidth_ = inner.bandwidth_
+            self._boundary_model = Transformed(inner, lower, upper)
+        return self
+
+    def _model(self):
+        check_is_fitted(self)
+        return self._boundary_model
 
     def _resolve_bandwidth(self, data, weights):
         if isinstance(self.bandwidth, str):
@@ -207,6 +287,11 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
 
     def _mixture_args(self):
         check_is_fitted(self)
+        if self._boundary_model is not None:
+            raise ValueError(
+                "a bounded KDE is not a normal mixture (its kernels are reflected or "
+                "transformed); use its own methods."
+            )
         return self.dataset_, self.bandwidth_, self.log_weights_
 
     def _binned(self):
@@ -215,21 +300,48 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
 
     def pdf(self, x):
         r"""Density :math:`\hat f(x)`; binned (within ``tol * max pdf``) if ``method="binned"``."""
+        if self._model() is not None:
+            return np.exp(self.logpdf(x))
         if self._binned():
             return self._interpolate(as_float_array(x, "x"), self.grid_pdf_, 0.0, 0.0, upper_bound=np.inf)
         return super().pdf(x)
 
     def cdf(self, x):
         r"""Distribution function :math:`\hat F(x)`; within ``tol`` if ``method="binned"``."""
+        if self._model() is not None:
+            return np.exp(self.logcdf(x))
         if self._binned():
             return self._interpolate(as_float_array(x, "x"), self.grid_cdf_, 0.0, 1.0)
         return super().cdf(x)
 
     def sf(self, x):
         r"""Survival function :math:`\hat S(x)` (never ``1 - cdf``); within ``tol`` if binned."""
+        if self._model() is not None:
+            return np.exp(self.logsf(x))
         if self._binned():
             return self._interpolate(as_float_array(x, "x"), self.grid_sf_, 1.0, 0.0)
         return super().sf(x)
+
+    def logpdf(self, x):
+        model = self._model()
+        return super().logpdf(x) if model is None else model.logpdf(x)
+
+    def logcdf(self, x):
+        model = self._model()
+        return super().logcdf(x) if model is None else model.log_tail(x, False)
+
+    def logsf(self, x):
+        model = self._model()
+        return super().logsf(x) if model is None else model.log_tail(x, True)
+
+    def _ppf_log(self, log_q, upper):
+        model = self._model()
+        return super()._ppf_log(log_q, upper) if model is None else model.ppf_log(log_q, upper)
+
+    def _log_pdf_over_tail(self, x, upper):
+        if self._model() is None:
+            return super()._log_pdf_over_tail(x, upper)
+        return DensityMixin._log_pdf_over_tail(self, x, upper)
 
     # -- pointwise uncertainty --------------------------------------------------------------
 
@@ -282,6 +394,8 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     def _pdf_variance(self, x):
         h = self.bandwidth_
         n_eff = self.n_ if self.weights_ is None else 1.0 / np.dot(self.weights_, self.weights_)
+        if self._boundary_model is not None:
+            return self._boundary_model.pdf_variance(x, n_eff)
         square = nm.mixture_pdf(x, self.dataset_, h / np.sqrt(2.0), self.log_weights_)
         mean = nm.mixture_pdf(x, self.dataset_, h, self.log_weights_)
         variance = (square / (2.0 * np.sqrt(np.pi) * h) - mean * mean) / n_eff
@@ -314,6 +428,9 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     def sample(self, n_samples=1, random_state=None):
         """Draw ``n_samples`` points: pick data points by weight, add ``N(0, h^2)`` noise.
 
+        With bounds, the draws are folded into the support (reflection) or drawn from the
+        transformed KDE and mapped back (transformation): the distribution of the estimate.
+
         Parameters
         ----------
         n_samples : int, default=1
@@ -324,14 +441,17 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        check_is_fitted(self)
+        model = self._model()
+        if isinstance(model, Transformed):
+            return model.inverse(self.transformed_.sample(n_samples, random_state))
         n_samples = check_n_samples(n_samples)
         rng = np.random.default_rng(random_state)
         if self.weights_ is None:
             centres = self.dataset_[rng.integers(self.n_, size=n_samples)]
         else:
             centres = self.dataset_[rng.choice(self.n_, size=n_samples, p=self.weights_)]
-        return centres + self.bandwidth_ * rng.standard_normal(n_samples)
+        draws = centres + self.bandwidth_ * rng.standard_normal(n_samples)
+        return draws if model is None else model.fold(draws)
 
     def _interpolate(self, x, table, left, right, upper_bound=1.0):
         """Linear interpolation of a grid table at ``x``; ``left``/``right`` beyond the grid."""
