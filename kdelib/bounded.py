@@ -26,12 +26,14 @@ beyond a bound are answered exactly), and :math:`\hat F = A/(A + B)`, :math:`\ha
 B/(A+B)` with :math:`A, B` the two interval sums, so :math:`\hat F + \hat S = 1` to rounding.
 
 How many reflections: with one bound, one (the fold is exact). With two, every cell within
-:math:`W + 40h` of the data is kept. A dropped cell's kernels are then more than
-:math:`W + 40h` from the data, while every point of the support is within :math:`W` of every
-data point, so a dropped term is below :math:`e^{-(80hW + 1600h^2)/(2h^2)} \le e^{-800}` times
-a kept one: the density, the distribution function and their logarithms are exact to rounding
-everywhere on the support, and the total mass differs from 1 by less than :math:`10^{-300}`
-(it is divided out). Samples are folded draws of :math:`Y`, exactly the distribution above.
+:math:`D = \sqrt{W^2 + 90h^2}` of the data is kept. Every point of the support lies within
+:math:`W` of every data point, in the data's own cell, while a dropped cell's image of it lies
+more than :math:`D` away; so each dropped kernel term is below
+:math:`e^{-(D^2 - W^2)/(2h^2)} = e^{-45}` times that data point's kept term, and the dropped
+cells together (their distances grow by :math:`2W` per cell) below :math:`10^{-17}` of the
+kept sum for up to :data:`MAX_CELLS` cells. The density, the distribution function and their
+logarithms are therefore exact to rounding everywhere on the support, also far from the data,
+and the total mass, which differs from 1 by less than that, is divided out. Samples are folded draws of :math:`Y`, exactly the distribution above.
 
 *Transformation.* A KDE of :math:`y = t(x)` with :math:`t(x) = \log(x - L)`,
 :math:`t(x) = \log(U - x)` or :math:`t(x) = \log(x - L) - \log(U - x)` (the logit of
@@ -65,8 +67,8 @@ BOUNDARY_METHODS = {
 MAX_CELLS = 2001
 #: Kernel terms (points x data) per block in the interval masses.
 _BLOCK = 1 << 17
-#: Beyond this many bandwidths a kernel's contribution is below exp(-800) of a kept one.
-_REACH = 40.0
+#: Cells farther than sqrt(W^2 + _REACH2 h^2) from the data hold terms below exp(-_REACH2/2) of a kept one.
+_REACH2 = 90.0
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(12)
 _LOG_GL_WEIGHTS = np.log(_GL_WEIGHTS)
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -79,8 +81,12 @@ def _log1mexp(v):
         return np.where(v > -_LN2, np.log(-np.expm1(np.minimum(v, 0.0))), np.log1p(-np.exp(v)))
 
 
-def _log_normal_interval(alpha, beta):
+def _log_normal_interval(alpha, beta, width, mid):
     r"""``log(Phi(beta) - Phi(alpha))`` element-wise for ``alpha <= beta`` (either may be infinite).
+
+    ``width`` and ``mid`` are :math:`\beta - \alpha` and :math:`(\alpha + \beta)/2`, computed
+    by the caller from the unstandardised ends so that a narrow interval far from the mean
+    keeps its width to full relative precision.
 
     Narrow intervals (:math:`w(1 + |m|) \le 1`, :math:`w` the width, :math:`m` the midpoint)
     use 12-point Gauss-Legendre quadrature of :math:`\phi` in log space: over such an
@@ -91,8 +97,6 @@ def _log_normal_interval(alpha, beta):
     """
     out = np.full(alpha.shape, -np.inf)
     with np.errstate(invalid="ignore"):
-        width = beta - alpha
-        mid = 0.5 * alpha + 0.5 * beta
         narrow = width * (1.0 + np.abs(mid)) <= 1.0
     empty = ~(width > 0)
     lower = ~narrow & ~empty & (beta <= 0)
@@ -153,10 +157,13 @@ def log_interval_mass(a, b, means, scale, log_weights=None):
     rows = max(1, _BLOCK // n)
     for start in range(0, a.size, rows):
         stop = min(a.size, start + rows)
+        a_b, b_b = a[start:stop, None], b[start:stop, None]
         with np.errstate(invalid="ignore"):
-            alpha = (a[start:stop, None] - means[None, :]) / scale
-            beta = (b[start:stop, None] - means[None, :]) / scale
-        terms = _log_normal_interval(alpha, beta) + log_w[None, :]
+            alpha = (a_b - means[None, :]) / scale
+            beta = (b_b - means[None, :]) / scale
+            width = np.broadcast_to((b_b - a_b) / scale, alpha.shape)
+            mid = (0.5 * a_b + 0.5 * b_b - means[None, :]) / scale
+        terms = _log_normal_interval(alpha, beta, width, mid) + log_w[None, :]
         with np.errstate(divide="ignore"):
             out[start:stop] = logsumexp(terms, axis=1)
     return out
@@ -200,7 +207,7 @@ class Reflected:
         if np.isinf(lower):
             return [(1.0, 0.0, -np.inf, upper), (-1.0, 2.0 * upper, upper, np.inf)]
         width = upper - lower
-        reach = width + _REACH * self.h
+        reach = np.sqrt(width**2 + _REACH2 * self.h**2)
         first = int(np.floor((self.data[0] - reach - lower) / width))
         last = int(np.floor((self.data[-1] + reach - lower) / width))
         if last - first + 1 > MAX_CELLS:
@@ -291,7 +298,7 @@ class Reflected:
         hi = np.full(target.size, self.upper) if np.isfinite(self.upper) else self._bracket_end(target, upper, True)
         sign = -1.0 if upper else 1.0  # log F increases with x, log S decreases
         out[inner] = _solve_monotone(
-            lambda x: sign * self.log_tail(x, upper), lo, hi, sign * target, np.finfo(float).eps * self.h
+            lambda x: sign * self.log_tail(x, upper), lo, hi, sign * target, np.finfo(float).tiny
         )
         return out
 
