@@ -225,7 +225,7 @@ def test_fitted_attributes_and_clone(sample):
     assert kde.n_ == sample.size and kde.bandwidth_ == 0.5 and kde.method_ == "exact"
     params = clone(kde).get_params()
     assert params["bandwidth"] == 0.5 and params["method"] == "exact" and params["tol"] == 1e-8
-    assert set(params) == {"bandwidth", "method", "tol"}  # no data travels with clone
+    assert set(params) == {"bandwidth", "method", "tol", "bounds", "boundary"}  # no data travels with clone
     assert not hasattr(clone(kde), "dataset_")
 
 
