@@ -365,6 +365,13 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         difference a few ulps below zero where both terms underflow towards zero; it is then
         0.
 
+        With ``bounds``: for reflection the kernel is the sum of its images
+        :math:`\sum_b \phi_h(y_b(x) - X)`, and the product of two images is again a normal
+        density in :math:`X`, so :math:`E\,k^2` is a sum over pairs of images of KDEs with
+        bandwidth :math:`h/\sqrt2` (see :meth:`kdelib.bounded.Reflected.pdf_variance`); for
+        transformation the standard deviation is that of the transformed KDE times
+        :math:`|t'(x)|`. Outside the support it is 0.
+
         This is the sampling spread of :math:`\hat f(x)` around its mean :math:`(K_h * f)(x)`,
         not around :math:`f(x)`: the smoothing bias :math:`(K_h * f - f)(x)` (about
         :math:`\tfrac12 h^2 f''(x)`) is not in it, so ``pdf(x) +- z * pdf_std(x)`` covers
@@ -466,6 +473,11 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         # Only FFT round-off (~1e-16) can leave the range; see Notes.
         np.clip(out, 0.0, upper_bound, out=out)
         return out.reshape(x.shape)[()]
+
+
+for _name in ("logpdf", "logcdf", "logsf"):
+    getattr(GaussianKDE, _name).__doc__ = getattr(nm.MixtureDistribution, _name).__doc__
+del _name
 
 
 def binned_spacing(bandwidth, tol):
