@@ -19,6 +19,7 @@ _PUBLIC = {
 _SUBMODULES = (
     "base",
     "bandwidth",
+    "bounded",
     "datasets",
     "ecdf",
     "gaussianize",

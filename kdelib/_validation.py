@@ -68,20 +68,25 @@ def _check_finite(arr, name):
 #: Largest data spread (max - min) whose squares and variances stay finite in float64, with room
 #: for sums over many points.
 MAX_SPREAD = 1e150
+#: Smallest positive spread: below it squared differences, and grids or bandwidths derived from
+#: the spread, fall into the subnormal range where their reciprocals overflow.
+MIN_SPREAD = 1e-150
 
 
 def check_spread(x, name="x"):
-    """Return ``x`` (1-D) unchanged, or raise if its spread would overflow a variance.
+    """Return ``x`` (1-D) unchanged, or raise if its spread is outside what float64 can square.
 
-    Variances of data spread over more than :data:`MAX_SPREAD` overflow float64; the
-    estimators that need them (bandwidth rules, EM) refuse such data instead of returning
-    an infinite bandwidth or scale.
+    Variances of data spread over more than :data:`MAX_SPREAD` overflow float64, and spreads
+    below :data:`MIN_SPREAD` underflow; the estimators that need them (bandwidth rules, EM)
+    refuse such data instead of returning an infinite or subnormal bandwidth or scale. A
+    spread of exactly zero passes: each rule reports it in its own words.
     """
     spread = float(np.max(x) - np.min(x)) if x.size else 0.0
-    if not spread <= MAX_SPREAD:
+    if not (spread == 0.0 or MIN_SPREAD <= spread <= MAX_SPREAD):
         raise ValueError(
-            f"{name} spans {spread:.3g}, beyond {MAX_SPREAD:g}: its variance overflows float64. "
-            "Rescale the data (e.g. divide by a power of ten) or pass a float bandwidth."
+            f"{name} spans {spread:.3g}, outside [{MIN_SPREAD:g}, {MAX_SPREAD:g}]: its variance "
+            "over- or underflows float64. Rescale the data (e.g. by a power of ten) or pass a "
+            "float bandwidth."
         )
     return x
 
@@ -242,3 +247,27 @@ def check_n_samples(n_samples):
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
         raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
     return int(n_samples)
+
+
+def check_bounds(bounds, name="bounds"):
+    """Return ``(lower, upper)`` floats for a support; ``None`` is the whole line.
+
+    Either end may be infinite (``-inf`` below, ``+inf`` above); NaN, a wrong length or
+    ``lower >= upper`` raise ``ValueError``.
+    """
+    if bounds is None:
+        return -np.inf, np.inf
+    try:
+        lower, upper = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a pair (lower, upper) of numbers (use -inf or inf for an open end); "
+            f"got {bounds!r}."
+        ) from None
+    if np.isnan(lower) or np.isnan(upper):
+        raise ValueError(f"{name} must not be NaN; got {bounds!r}. Use -inf or inf for an open end.")
+    if not lower < upper or lower == np.inf or upper == -np.inf:
+        raise ValueError(
+            f"{name} must satisfy lower < upper with lower < inf and upper > -inf; got {bounds!r}."
+        )
+    return lower, upper

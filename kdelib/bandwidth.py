@@ -37,6 +37,8 @@ __all__ = [
     "scott_bandwidth",
     "select_bandwidth",
     "silverman_bandwidth",
+    "sj_bandwidth",
+    "sj_functional",
     "weighted_quantile",
     "weighted_std",
 ]
@@ -664,6 +666,209 @@ def cv_bandwidth(x, weights=None, *, bounds=None, n_grid=24, xatol=1e-6):
     return float(np.exp(result.x))
 
 
+# --------------------------------------------------------------------------- Sheather-Jones
+#: Pair terms evaluated per block in the exact Sheather-Jones sums (bounds memory).
+SJ_BLOCK_TERMS = 2**21
+#: Interquartile range of the standard normal used by the Sheather-Jones scale (as in R).
+SJ_IQR_DIVISOR = 1.349
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+def _sj_pair_sum(x, w, alpha, order):
+    r"""Exact :math:`\sum_i\sum_j w_i w_j \phi^{(r)}((x_i - x_j)/\alpha)` for r = 4 or 6.
+
+    ``w`` normalised weights or None (then :math:`w_i = 1/n`). The diagonal
+    (:math:`i = j`, value :math:`\phi^{(r)}(0)`) is included, as Sheather and Jones do; the
+    off-diagonal pairs are summed once (:math:`i < j`) and doubled, in row blocks of about
+    :data:`SJ_BLOCK_TERMS` terms.
+    """
+    n = x.size
+    ww = np.full(n, 1.0 / n) if w is None else w
+    phi0 = 3.0 if order == 4 else -15.0  # phi^(r)(0) * sqrt(2 pi)
+    total = phi0 * np.dot(ww, ww)
+    rows = max(1, SJ_BLOCK_TERMS // n)
+    off = 0.0
+    for start in range(0, n - 1, rows):
+        stop = min(n - 1, start + rows)
+        u2 = ((x[start + 1 :][None, :] - x[start:stop, None]) / alpha) ** 2
+        if order == 4:
+            poly = (u2 - 6.0) * u2 + 3.0
+        else:
+            poly = ((u2 - 15.0) * u2 + 45.0) * u2 - 15.0
+        terms = np.exp(-0.5 * u2) * poly
+        # keep j > i only: column k of the block is j = start + 1 + k
+        j = np.arange(start + 1, n)[None, :]
+        i = np.arange(start, stop)[:, None]
+        terms = np.where(j > i, terms, 0.0)
+        off += np.einsum("i,ij,j->", ww[start:stop], terms, ww[start + 1 :])
+    return (total + 2.0 * off) * _INV_SQRT_2PI
+
+
+def sj_functional(x, alpha, order=4, weights=None):
+    r"""Sheather-Jones estimate of :math:`\int f^{(r/2)}(x)^2\,dx` (``order`` r = 4 or 6).
+
+    .. math::
+
+        \hat S(\alpha) = \frac{n_{\mathrm{eff}}}{n_{\mathrm{eff}} - 1}\,\alpha^{-5}
+            \sum_i\sum_j w_i w_j\, \phi^{(4)}\!\left(\frac{x_i - x_j}{\alpha}\right), \qquad
+        \hat T(\alpha) = -\frac{n_{\mathrm{eff}}}{n_{\mathrm{eff}} - 1}\,\alpha^{-7}
+            \sum_i\sum_j w_i w_j\, \phi^{(6)}\!\left(\frac{x_i - x_j}{\alpha}\right),
+
+    with the diagonal :math:`i = j` included. For equal weights this is
+    :math:`[n(n-1)\alpha^5]^{-1}\sum_{i,j}\phi^{(4)}` of Sheather and Jones (1991). ``order=4``
+    returns :math:`\hat S \approx \int f''^2`; ``order=6`` returns :math:`\hat T \approx
+    \int f'''^2` (sign included, so both are positive for smooth densities). Every pair is
+    evaluated (no binning).
+
+    Parameters
+    ----------
+    x : array_like of shape (n,)
+        Finite data, at least two points.
+    alpha : float
+        Positive pilot bandwidth.
+    order : {4, 6}, default 4
+    weights : array_like of shape (n,), optional
+        Non-negative weights.
+
+    Returns
+    -------
+    float
+    """
+    data, w = _sample_and_weights(x, weights, "sj_functional")
+    if order not in (4, 6):
+        raise ValueError(f"sj_functional: order must be 4 or 6; got {order!r}.")
+    alpha = check_real(alpha, "alpha", low=0.0, low_open=True)
+    return _sj_functional(data, w, alpha, order, effective_sample_size(w, data.size))
+
+
+def _sj_functional(x, w, alpha, order, n):
+    value = _sj_pair_sum(x, w, alpha, order) * n / (n - 1.0) / alpha ** (order + 1)
+    return value if order == 4 else -value
+
+
+def sj_bandwidth(x, weights=None, *, xtol=1e-12):
+    r"""Sheather and Jones' (1991) solve-the-equation plug-in bandwidth.
+
+    Parameters
+    ----------
+    x : array_like of shape (n,)
+        Finite data, at least two points with positive spread.
+    weights : array_like of shape (n,), optional
+        Non-negative weights: the pair sums are weighted by :math:`w_i w_j` and ``n`` becomes
+        :math:`n_{\mathrm{eff}}` in every formula (see :func:`sj_functional`).
+    xtol : float, default 1e-12
+        Relative tolerance of the root in :math:`h`.
+
+    Returns
+    -------
+    float
+        The bandwidth (kernel standard deviation) in data units.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two points, zero spread, a non-positive estimate of
+        :math:`\int f'''^2` ("the sample is too sparse"), or no root of the equation within
+        :math:`1.2^{50}` times the starting interval. No other rule is substituted.
+
+    See Also
+    --------
+    isj_bandwidth, scott_bandwidth, silverman_bandwidth, cv_bandwidth
+
+    Notes
+    -----
+    The AMISE-optimal bandwidth of a Gaussian kernel is
+    :math:`h = [2\sqrt\pi\, n\, R(f'')]^{-1/5}` with :math:`R(f'') = \int f''^2`.
+    Sheather and Jones estimate :math:`R(f'')` by :math:`\hat S(\alpha)` (see
+    :func:`sj_functional`) with a pilot bandwidth tied to :math:`h` itself,
+
+    .. math::
+
+        \alpha_2(h) = 1.357\left[\frac{\hat S(a)}{\hat T(b)}\right]^{1/7} h^{5/7}, \qquad
+        a = 1.24\,\lambda\, n^{-1/7}, \quad b = 1.23\,\lambda\, n^{-1/9},
+
+    and solve :math:`h = \left[2\sqrt\pi\, n\, \hat S(\alpha_2(h))\right]^{-1/5}` for
+    :math:`h`. The scale is :math:`\lambda = \min(\hat\sigma, \mathrm{IQR}/1.349)` (R's
+    ``bw.SJ``; the paper uses the IQR, with constants 0.920 and 0.912 = 1.24/1.349 and
+    1.23/1.349). The root is bracketed from :math:`[0.1 h_{\max}, h_{\max}]`,
+    :math:`h_{\max} = 1.144\,\lambda\, n^{-1/5}`, widening alternately by 1.2 like R, and
+    solved by ``brentq`` to ``xtol`` relative.
+
+    *Exact sums.* Every functional is the full double sum over the :math:`n(n+1)/2` distinct
+    pairs, in blocks of bounded memory: :math:`O(n^2)` work per evaluation (about 30
+    evaluations); :math:`n = 5000` took 5.5 s on a 2-core machine, and the time grows as
+    :math:`n^2`. There is no binned shortcut: a worst-case bound on the binning error of these
+    high-order derivative sums needs grids far too fine to pay off.
+
+    *Relation to R.* ``bw.SJ(x, method = "ste")`` computes the same equation, with two
+    approximations. (1) It bins: every pairwise distance is replaced by
+    :math:`|\lfloor x_i/d\rfloor - \lfloor x_j/d\rfloor|\,d` with
+    :math:`d = 1.01\,\mathrm{range}/n_b`, so each distance moves by up to one bin, and pairs
+    closer than a bin may count as distance 0. The error in :math:`h` is proportional to
+    :math:`d`: with the default ``nb = 1000`` (and a tight ``tol``) it measured 0.05-1.1 % on
+    samples of 400-1000 normal, bimodal and log-normal points (R 4.2.2), with ``nb = 1e7``
+    below :math:`10^{-6}`. (2) It stops ``uniroot`` at ``tol = 0.1 * lower``, an absolute
+    tolerance of 1 % of :math:`h_{\max}`, so its default answer can move by up to about a
+    percent more. With ``nb = 1e7`` and ``tol = 1e-14``, R and this function agree to
+    :math:`10^{-6}` relative (tested when ``Rscript`` is available).
+
+    References
+    ----------
+    .. [1] S. J. Sheather and M. C. Jones, "A reliable data-based bandwidth selection method
+       for kernel density estimation", *Journal of the Royal Statistical Society B* 53(3),
+       683-690, 1991.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdelib.bandwidth import sj_bandwidth, scott_bandwidth
+    >>> x = np.random.default_rng(0).standard_normal(500)
+    >>> 0.8 < sj_bandwidth(x) / scott_bandwidth(x) < 1.2
+    True
+    """
+    data, w = _sample_and_weights(x, weights, "sj_bandwidth")
+    xtol = check_real(xtol, "xtol", low=0.0, high=0.1, low_open=True)
+    n = effective_sample_size(w, data.size)
+    sigma = weighted_std(data, w)
+    q25, q75 = weighted_quantile(data, [0.25, 0.75], w)
+    scale = min(sigma, (q75 - q25) / SJ_IQR_DIVISOR)
+    if not scale > 0:
+        raise _zero_spread_error("sj_bandwidth", "min(standard deviation, IQR/1.349)")
+    a = 1.24 * scale * n ** (-1.0 / 7.0)
+    b = 1.23 * scale * n ** (-1.0 / 9.0)
+    t_b = _sj_functional(data, w, b, 6, n)
+    if not (np.isfinite(t_b) and t_b > 0):
+        raise ValueError(
+            "sj_bandwidth: the estimate of the integral of f'''^2 is not positive, so the "
+            "sample is too sparse for the Sheather-Jones rule. Use bandwidth='silverman' or "
+            "'scott', or pass a positive float."
+        )
+    alpha_factor = 1.357 * (_sj_functional(data, w, a, 4, n) / t_b) ** (1.0 / 7.0)
+    c1 = 1.0 / (2.0 * np.sqrt(np.pi) * n)
+
+    def equation(h):
+        return (c1 / _sj_functional(data, w, alpha_factor * h ** (5.0 / 7.0), 4, n)) ** 0.2 - h
+
+    h_max = 1.144 * scale * n**-0.2
+    lower, upper = 0.1 * h_max, h_max
+    f_lower, f_upper = equation(lower), equation(upper)
+    for attempt in range(100):
+        if f_lower * f_upper <= 0:
+            break
+        if attempt % 2 == 0:
+            upper *= 1.2
+            f_upper = equation(upper)
+        else:
+            lower /= 1.2
+            f_lower = equation(lower)
+    else:
+        raise ValueError(
+            "sj_bandwidth: the Sheather-Jones equation has no root in "
+            f"[{lower:.3g}, {upper:.3g}]. Use another rule or pass a positive float."
+        )
+    return float(brentq(equation, lower, upper, xtol=1e-300, rtol=max(xtol, 4 * np.finfo(float).eps)))
+
+
 # --------------------------------------------------------------------------- registry
 #: The named rules, looked up after ``.strip().lower()``.
 BANDWIDTH_SELECTORS = {
@@ -671,6 +876,7 @@ BANDWIDTH_SELECTORS = {
     "silverman": silverman_bandwidth,
     "isj": isj_bandwidth,
     "cv": cv_bandwidth,
+    "sj": sj_bandwidth,
 }
 
 
@@ -683,7 +889,7 @@ def select_bandwidth(x, method, weights=None):
         Finite data.
     method : str
         One of the keys of :data:`BANDWIDTH_SELECTORS` (``"scott"``, ``"silverman"``,
-        ``"isj"``, ``"cv"``); case and surrounding spaces are ignored.
+        ``"isj"``, ``"cv"``, ``"sj"``); case and surrounding spaces are ignored.
     weights : array_like of shape (n,), optional
         Non-negative weights.
 

@@ -361,6 +361,12 @@ class KDEGaussianizer(MarginalGaussianizer):
         Evaluation method of each :class:`kdelib.GaussianKDE`. It affects only the marginals'
         own ``pdf``/``cdf``/``sf``: the Gaussianizer uses their log-space methods and
         quantiles, which are exact either way.
+    bounds : (float, float) or None, default None
+        Support of every column, passed to each :class:`kdelib.GaussianKDE` (``None``: the
+        whole line). Points on or below a finite lower bound, whose distribution function is
+        0, map to ``-Z_MAX`` (on or above an upper bound: ``+Z_MAX``), as in the Notes.
+    boundary : {"reflect", "transform"} or None, default None
+        Boundary correction of each column's KDE (see :class:`kdelib.GaussianKDE`).
 
     Attributes
     ----------
@@ -396,14 +402,17 @@ class KDEGaussianizer(MarginalGaussianizer):
     True
     """
 
-    def __init__(self, *, bandwidth="scott", method="exact"):
+    def __init__(self, *, bandwidth="scott", method="exact", bounds=None, boundary=None):
         self.bandwidth = bandwidth
         self.method = method
+        self.bounds = bounds
+        self.boundary = boundary
 
     def _make_marginal(self):
         from .kde import GaussianKDE
 
-        return GaussianKDE(bandwidth=self.bandwidth, method=self.method)
+        return GaussianKDE(bandwidth=self.bandwidth, method=self.method, bounds=self.bounds,
+                           boundary=self.boundary)
 
     def fit(self, X, y=None):
         """Fit one Gaussian KDE per column of ``X`` (see the class docstring).

@@ -15,12 +15,15 @@ from ._validation import (
     as_1d_float,
     as_float_array,
     check_bandwidth,
+    check_bounds,
     check_choice,
     check_n_samples,
     check_real,
     check_weights,
 )
 from .bandwidth import linear_binning, select_bandwidth
+from .base import DensityMixin
+from .bounded import BOUNDARY_METHODS, Reflected, Transformed
 
 __all__ = ["GaussianKDE", "KDE_METHODS"]
 
@@ -50,7 +53,7 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     bandwidth : float or str, default="scott"
         Kernel standard deviation :math:`h` in data units, or the name of a rule in
         :data:`kdelib.bandwidth.BANDWIDTH_SELECTORS` (``"scott"``, ``"silverman"``, ``"isj"``,
-        ``"cv"``). A float works for a single data point; the rules need at least two
+        ``"cv"``, ``"sj"``). A float works for a single data point; the rules need at least two
         distinct values.
     method : {"exact", "binned"}, default="exact"
         How :meth:`pdf`, :meth:`cdf` and :meth:`sf` are evaluated (see Notes). The log-space
@@ -58,6 +61,19 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     tol : float, default=1e-8
         Absolute error allowed by ``method="binned"``: ``|cdf error| <= tol``, ``|sf error|
         <= tol`` and ``|pdf error| <= tol * max pdf``. Must lie in [1e-12, 0.1].
+    bounds : (float, float) or None, default=None
+        The support ``(lower, upper)``; either end may be infinite. ``None`` is the whole
+        line (the plain KDE). Data must lie in the support (strictly inside for
+        ``boundary="transform"``); outside it the density is 0.
+    boundary : {"reflect", "transform"} or None, default=None
+        Boundary correction for finite ``bounds`` (``None`` means ``"reflect"`` there; naming
+        a method with no finite bound is an error). ``"reflect"`` reflects the kernels at each
+        finite bound as often as needed; ``"transform"`` is a KDE of ``log(x - lower)``,
+        ``log(upper - x)`` or the logit, mapped back with its Jacobian. See
+        :mod:`kdelib.bounded`. Bandwidth rules see the data as the method uses them:
+        reflection, the data themselves (the bandwidth is in data units); transformation,
+        the transformed data (the bandwidth, float or rule, is in transformed units).
+        Bounded estimates support only ``method="exact"``.
 
     Attributes
     ----------
@@ -73,6 +89,12 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         The evaluation method, normalised (``"exact"`` or ``"binned"``).
     n_ : int
         Number of data points.
+    support_ : tuple of float
+        ``(lower, upper)``, ``(-inf, inf)`` without bounds.
+    boundary_ : str or None
+        The boundary method used, or None for the plain KDE.
+    transformed_ : GaussianKDE or None
+        For ``boundary="transform"``, the plain KDE of the transformed data.
     grid_start_, grid_step_ : float
         First node and spacing of the binned grid (``method="binned"`` only).
     grid_pdf_, grid_cdf_, grid_sf_ : ndarray
@@ -145,10 +167,12 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
     0.3
     """
 
-    def __init__(self, *, bandwidth="scott", method="exact", tol=1e-8):
+    def __init__(self, *, bandwidth="scott", method="exact", tol=1e-8, bounds=None, boundary=None):
         self.bandwidth = bandwidth
         self.method = method
         self.tol = tol
+        self.bounds = bounds
+        self.boundary = boundary
 
     # -- fitting ----------------------------------------------------------------------------
 
@@ -183,6 +207,11 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         )
         data = as_1d_float(x, "x", min_size=1)
         weights = check_weights(sample_weight, data.size, "sample_weight")
+        lower, upper, boundary = self._check_support(data, method)
+        self.support_, self.boundary_, self.transformed_ = (lower, upper), boundary, None
+        self._boundary_model = None
+        if boundary is not None:
+            return self._fit_bounded(data, weights, boundary)
         bandwidth = self._resolve_bandwidth(data, weights)
         order = np.argsort(data, kind="stable")
         self.dataset_ = data[order]
@@ -195,6 +224,57 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         if method == "binned":
             self._fit_grid(tol)
         return self
+
+    def _check_support(self, data, method):
+        lower, upper = check_bounds(self.bounds, "bounds")
+        bounded = np.isfinite(lower) or np.isfinite(upper)
+        if self.boundary is None:
+            boundary = "reflect" if bounded else None
+        else:
+            boundary = check_choice(self.boundary, BOUNDARY_METHODS, "boundary")
+            if not bounded:
+                raise ValueError(
+                    f"boundary={self.boundary!r} needs a finite bound; bounds={self.bounds!r} is "
+                    "the whole line. Pass bounds=(lower, upper) or leave boundary=None."
+                )
+        if boundary is None:
+            return lower, upper, None
+        if method != "exact":
+            raise ValueError("bounded estimates support only method='exact'; drop method='binned'.")
+        strict = boundary == "transform"
+        outside = (data <= lower) | (data >= upper) if strict else (data < lower) | (data > upper)
+        if np.any(outside):
+            where = "strictly inside" if strict else "inside"
+            raise ValueError(
+                f"{int(outside.sum())} data value(s) are not {where} bounds=({lower!r}, {upper!r}) "
+                f"(first: {data[outside][0]!r}). Widen the bounds or remove those points"
+                + (" (a log transform cannot take a point on the bound)." if strict else ".")
+            )
+        return lower, upper, boundary
+
+    def _fit_bounded(self, data, weights, boundary):
+        lower, upper = self.support_
+        order = np.argsort(data, kind="stable")
+        self.dataset_ = data[order]
+        self.weights_ = None if weights is None else weights[order]
+        self.n_ = int(data.size)
+        with np.errstate(divide="ignore"):
+            self.log_weights_ = None if weights is None else np.log(self.weights_)
+        self.method_ = "exact"
+        if boundary == "reflect":
+            self.bandwidth_ = self._resolve_bandwidth(self.dataset_, self.weights_)
+            self._boundary_model = Reflected(self.dataset_, self.log_weights_, self.bandwidth_, lower, upper)
+        else:
+            y = Transformed.forward(data, lower, upper)
+            inner = GaussianKDE(bandwidth=self.bandwidth).fit(y, sample_weight=weights)
+            self.transformed_ = inner
+            self.bandwidth_ = inner.bandwidth_
+            self._boundary_model = Transformed(inner, lower, upper)
+        return self
+
+    def _model(self):
+        check_is_fitted(self)
+        return self._boundary_model
 
     def _resolve_bandwidth(self, data, weights):
         if isinstance(self.bandwidth, str):
@@ -214,6 +294,11 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
 
     def _mixture_args(self):
         check_is_fitted(self)
+        if self._boundary_model is not None:
+            raise ValueError(
+                "a bounded KDE is not a normal mixture (its kernels are reflected or "
+                "transformed); use its own methods."
+            )
         return self.dataset_, self.bandwidth_, self.log_weights_
 
     def _binned(self):
@@ -234,6 +319,8 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         >>> bool(np.max(np.abs(binned.pdf(t) - exact.pdf(t))) <= 1e-8 * exact.pdf(t).max())
         True
         """
+        if self._model() is not None:
+            return np.exp(self.logpdf(x))
         if self._binned():
             return self._interpolate(as_float_array(x, "x"), self.grid_pdf_, 0.0, 0.0, upper_bound=np.inf)
         return super().pdf(x)
@@ -248,6 +335,8 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         >>> float(kde.cdf(0.0)), bool(kde.cdf(-15.0) > 0)
         (0.5, True)
         """
+        if self._model() is not None:
+            return np.exp(self.logcdf(x))
         if self._binned():
             return self._interpolate(as_float_array(x, "x"), self.grid_cdf_, 0.0, 1.0)
         return super().cdf(x)
@@ -262,12 +351,127 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         >>> float(kde.sf(0.0)), bool(kde.sf(12.0) > 0)  # 1 - cdf(12.0) is exactly 0.0
         (0.5, True)
         """
+        if self._model() is not None:
+            return np.exp(self.logsf(x))
         if self._binned():
             return self._interpolate(as_float_array(x, "x"), self.grid_sf_, 1.0, 0.0)
         return super().sf(x)
 
+    def logpdf(self, x):
+        model = self._model()
+        return super().logpdf(x) if model is None else model.logpdf(x)
+
+    def logcdf(self, x):
+        model = self._model()
+        return super().logcdf(x) if model is None else model.log_tail(x, False)
+
+    def logsf(self, x):
+        model = self._model()
+        return super().logsf(x) if model is None else model.log_tail(x, True)
+
+    def _ppf_log(self, log_q, upper):
+        model = self._model()
+        return super()._ppf_log(log_q, upper) if model is None else model.ppf_log(log_q, upper)
+
+    def _log_pdf_over_tail(self, x, upper):
+        if self._model() is None:
+            return super()._log_pdf_over_tail(x, upper)
+        return DensityMixin._log_pdf_over_tail(self, x, upper)
+
+    # -- pointwise uncertainty --------------------------------------------------------------
+
+    def pdf_std(self, x):
+        r"""Estimated standard deviation of :math:`\hat f(x)` over samples (variance only).
+
+        For independent data with density :math:`f` and weights :math:`w_i`
+        (:math:`\sum_i w_i = 1`), :math:`\hat f(x) = \sum_i w_i K_h(x - X_i)` has variance
+
+        .. math::
+
+            \operatorname{Var}\hat f(x) = \frac{(K_h^2 * f)(x) - (K_h * f)(x)^2}{n_{\mathrm{eff}}},
+            \qquad n_{\mathrm{eff}} = \frac{1}{\sum_i w_i^2},
+
+        and for a Gaussian kernel :math:`K_h(u)^2 = \phi_{h/\sqrt2}(u) / (2\sqrt\pi\, h)`. The
+        estimate plugs in the data: :math:`(K_h^2 * f)(x)` becomes the KDE with bandwidth
+        :math:`h/\sqrt2` divided by :math:`2\sqrt\pi h` (an unbiased estimate), and
+        :math:`(K_h * f)(x)` becomes :math:`\hat f(x)` (so the estimate is low by the factor
+        :math:`1 - 1/n_{\mathrm{eff}}` on average). Both sums are exact
+        (:mod:`kdelib.normal_mixture`), also when ``method="binned"``. Rounding can leave the
+        difference a few ulps below zero where both terms underflow towards zero; it is then
+        0.
+
+        With ``bounds``: for reflection the kernel is the sum of its images
+        :math:`\sum_b \phi_h(y_b(x) - X)`, and the product of two images is again a normal
+        density in :math:`X`, so :math:`E\,k^2` is a sum over pairs of images of KDEs with
+        bandwidth :math:`h/\sqrt2` (see :meth:`kdelib.bounded.Reflected.pdf_variance`); for
+        transformation the standard deviation is that of the transformed KDE times
+        :math:`|t'(x)|`. Outside the support it is 0.
+
+        This is the sampling spread of :math:`\hat f(x)` around its mean :math:`(K_h * f)(x)`,
+        not around :math:`f(x)`: the smoothing bias :math:`(K_h * f - f)(x)` (about
+        :math:`\tfrac12 h^2 f''(x)`) is not in it, so ``pdf(x) +- z * pdf_std(x)`` covers
+        :math:`K_h * f`, and :math:`f` only where the bias is small against the spread.
+
+        Parameters
+        ----------
+        x : array_like
+            Finite evaluation points, any shape.
+
+        Returns
+        -------
+        ndarray of ``x``'s shape
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import GaussianKDE
+        >>> kde = GaussianKDE(bandwidth=0.5).fit(np.random.default_rng(0).normal(size=400))
+        >>> bool(0 < kde.pdf_std(0.0) < 0.1 * kde.pdf(0.0))
+        True
+        """
+        check_is_fitted(self)
+        x = as_float_array(x, "x")
+        return np.sqrt(self._pdf_variance(x))[()]
+
+    def _pdf_variance(self, x):
+        h = self.bandwidth_
+        n_eff = self.n_ if self.weights_ is None else 1.0 / np.dot(self.weights_, self.weights_)
+        if self._boundary_model is not None:
+            return self._boundary_model.pdf_variance(x, n_eff)
+        square = nm.mixture_pdf(x, self.dataset_, h / np.sqrt(2.0), self.log_weights_)
+        mean = nm.mixture_pdf(x, self.dataset_, h, self.log_weights_)
+        variance = (square / (2.0 * np.sqrt(np.pi) * h) - mean * mean) / n_eff
+        return np.maximum(variance, 0.0)
+
+    def pdf_band(self, x, level=0.95):
+        r"""Pointwise variance-only band ``pdf(x) -+ z * pdf_std(x)``, ``z`` the normal quantile.
+
+        ``z = Phi^{-1}((1 + level) / 2)``. The band describes the sampling spread of the
+        estimate only (see :meth:`pdf_std`): it leaves out the smoothing bias, so its coverage
+        of the true density is below ``level`` where the bias is not small. The lower edge
+        may be negative.
+
+        Parameters
+        ----------
+        x : array_like
+            Finite evaluation points, any shape.
+        level : float, default=0.95
+            Nominal pointwise coverage, in (0, 1).
+
+        Returns
+        -------
+        lower, upper : ndarray of ``x``'s shape
+        """
+        level = check_real(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
+        centre = np.asarray(self.pdf(x), dtype=float)
+        half = ndtri(0.5 + 0.5 * level) * np.asarray(self.pdf_std(x), dtype=float)
+        return (centre - half)[()], (centre + half)[()]
+
     def sample(self, n_samples=1, random_state=None):
         """Draw ``n_samples`` points: pick data points by weight, add ``N(0, h^2)`` noise.
+
+        With bounds, the draws are folded into the support (reflection) or drawn from the
+        transformed KDE and mapped back (transformation): the distribution of the estimate.
 
         Parameters
         ----------
@@ -288,14 +492,17 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         >>> draws.shape, bool(kstest(draws, kde.cdf).pvalue > 0.01)
         ((2000,), True)
         """
-        check_is_fitted(self)
+        model = self._model()
+        if isinstance(model, Transformed):
+            return model.inverse(self.transformed_.sample(n_samples, random_state))
         n_samples = check_n_samples(n_samples)
         rng = np.random.default_rng(random_state)
         if self.weights_ is None:
             centres = self.dataset_[rng.integers(self.n_, size=n_samples)]
         else:
             centres = self.dataset_[rng.choice(self.n_, size=n_samples, p=self.weights_)]
-        return centres + self.bandwidth_ * rng.standard_normal(n_samples)
+        draws = centres + self.bandwidth_ * rng.standard_normal(n_samples)
+        return draws if model is None else model.fold(draws)
 
     def _interpolate(self, x, table, left, right, upper_bound=1.0):
         """Linear interpolation of a grid table at ``x``; ``left``/``right`` beyond the grid."""
@@ -310,6 +517,11 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         # Only FFT round-off (~1e-16) can leave the range; see Notes.
         np.clip(out, 0.0, upper_bound, out=out)
         return out.reshape(x.shape)[()]
+
+
+for _name in ("logpdf", "logcdf", "logsf"):
+    getattr(GaussianKDE, _name).__doc__ = getattr(nm.MixtureDistribution, _name).__doc__
+del _name
 
 
 def binned_spacing(bandwidth, tol):

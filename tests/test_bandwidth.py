@@ -1,5 +1,10 @@
 """Tests for kdelib.bandwidth: textbook formulas by hand, KDEpy's ISJ, the true LOO optimum."""
 
+import os
+import shutil
+import subprocess
+import tempfile
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +24,7 @@ from kdelib.bandwidth import (
     scott_bandwidth,
     select_bandwidth,
     silverman_bandwidth,
+    sj_bandwidth,
 )
 
 
@@ -232,10 +238,10 @@ def test_cv_rejects_ties_and_edge_maxima():
 # --------------------------------------------------------------------------- registry and bad input
 def test_registry_lookup_normalises_names():
     x = normal_sample(300, 17)
-    assert set(BANDWIDTH_SELECTORS) == {"scott", "silverman", "isj", "cv"}
+    assert set(BANDWIDTH_SELECTORS) == {"scott", "silverman", "isj", "cv", "sj"}
     for name, rule in BANDWIDTH_SELECTORS.items():
         assert select_bandwidth(x, f"  {name.upper()} ") == rule(x)
-    with pytest.raises(ValueError, match="'scott', 'silverman', 'isj', 'cv'"):
+    with pytest.raises(ValueError, match="'scott', 'silverman', 'isj', 'cv', 'sj'"):
         select_bandwidth(x, "normal_reference")
     with pytest.raises(ValueError, match="must be a string"):
         select_bandwidth(x, 0.5)
@@ -291,3 +297,103 @@ def test_rules_are_positive_and_equivariant_or_raise(x, log2_scale, shift):
         assert rule(x * 2.0**log2_scale) == pytest.approx(2.0**log2_scale * h, rel=1e-12)
         if np.all(x == np.round(x)):  # integer data: a shift is exact too
             assert rule(x + shift) == pytest.approx(h, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- Sheather-Jones
+RSCRIPT = shutil.which("Rscript")
+# R bins pairwise distances into nb bins of 1.01 * range / nb; 1e7 bins move each distance by
+# at most 1e-7 of the range (h moves by about 1e-6), and tol = 1e-14 removes uniroot's default 1 % stopping tolerance.
+SJ_R_RTOL = 5e-6
+
+
+def r_bw_sj(x, **args):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "x.txt")
+        np.savetxt(path, x, fmt="%.17g")
+        extra = "".join(f", {k} = {v}" for k, v in args.items())
+        script = f'x <- scan("{path}", quiet = TRUE); cat(sprintf("%.17g", bw.SJ(x, method = "ste"{extra})))'
+        out = subprocess.run([RSCRIPT, "-e", script], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+@pytest.mark.skipif(RSCRIPT is None, reason="Rscript not found: install Debian's r-base-core (.ci/run does) to compare with R's bw.SJ")
+@pytest.mark.parametrize("make", [normal_sample, bimodal_sample, lambda n, s: np.random.default_rng(s).lognormal(size=n)],
+                         ids=["normal", "bimodal", "lognormal"])
+def test_sj_agrees_with_r_bw_sj_with_fine_binning(make):
+    x = make(400, 3)
+    h = sj_bandwidth(x)
+    assert h == pytest.approx(r_bw_sj(x, nb="10000000L", tol="1e-14"), rel=SJ_R_RTOL)
+    # R's defaults (1000 bins, tol = 1 % of h_max) land within about a percent.
+    assert h == pytest.approx(r_bw_sj(x), rel=0.02)
+
+
+def test_sj_functional_equals_the_double_sum_by_hand():
+    x = np.random.default_rng(5).normal(size=37)
+    alpha = 0.7
+    u = (x[:, None] - x[None, :]) / alpha
+    phi = np.exp(-u**2 / 2) / np.sqrt(2 * np.pi)
+    phi4 = (u**4 - 6 * u**2 + 3) * phi
+    phi6 = (u**6 - 15 * u**4 + 45 * u**2 - 15) * phi
+    n = x.size
+    assert bw.sj_functional(x, alpha, 4) == pytest.approx(phi4.sum() / (n * (n - 1) * alpha**5), rel=1e-13)
+    assert bw.sj_functional(x, alpha, 6) == pytest.approx(-phi6.sum() / (n * (n - 1) * alpha**7), rel=1e-13)
+    # blocks of a few rows give the same sums
+    old = bw.SJ_BLOCK_TERMS
+    try:
+        bw.SJ_BLOCK_TERMS = 50
+        assert bw.sj_functional(x, alpha, 4) == pytest.approx(phi4.sum() / (n * (n - 1) * alpha**5), rel=1e-13)
+    finally:
+        bw.SJ_BLOCK_TERMS = old
+
+
+def test_sj_functional_has_its_analytic_mean_on_normal_data():
+    # For N(0, 1) data, E phi4_alpha(X_i - X_j) = phi4(0) / (2 + alpha^2)^(5/2) off the
+    # diagonal (phi4 the fourth derivative of phi), and the diagonal adds
+    # phi4(0) / ((n - 1) alpha^5).
+    n, alpha = 2000, 0.6
+    values = [bw.sj_functional(normal_sample(n, seed), alpha) for seed in range(6)]
+    c = 3 / np.sqrt(2 * np.pi)
+    expected = c / (2 + alpha**2) ** 2.5 + c / ((n - 1) * alpha**5)
+    assert np.mean(values) == pytest.approx(expected, abs=4 * np.std(values, ddof=1) / np.sqrt(6))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(1e-3, 1e3), st.floats(-1e3, 1e3), st.booleans())
+def test_sj_is_scale_and_shift_equivariant(a, b, flip):
+    x = bimodal_sample(120, 2)
+    h = sj_bandwidth(x)
+    a = -a if flip else a
+    assert sj_bandwidth(a * x + b) == pytest.approx(abs(a) * h, rel=1e-9)
+
+
+def test_sj_weights():
+    x = bimodal_sample(150, 4)
+    assert sj_bandwidth(x, np.full(x.size, 3.0)) == pytest.approx(sj_bandwidth(x), rel=1e-12)
+    w = np.random.default_rng(0).uniform(0.5, 1.5, x.size)
+    n_eff = w.sum() ** 2 / np.sum(w * w)
+    h = sj_bandwidth(x, w)
+    # check the weighted equation at its root: h = [2 sqrt(pi) n_eff S(alpha_2(h))]^(-1/5)
+    ww = w / w.sum()
+    sd = np.sqrt(np.dot(ww, (x - ww @ x) ** 2) / (1 - ww @ ww))
+    q = bw.weighted_quantile(x, [0.25, 0.75], ww)
+    lam = min(sd, (q[1] - q[0]) / 1.349)
+    s_a = bw.sj_functional(x, 1.24 * lam * n_eff ** (-1 / 7), 4, w)
+    t_b = bw.sj_functional(x, 1.23 * lam * n_eff ** (-1 / 9), 6, w)
+    alpha = 1.357 * (s_a / t_b) ** (1 / 7) * h ** (5 / 7)
+    assert h == pytest.approx((2 * np.sqrt(np.pi) * n_eff * bw.sj_functional(x, alpha, 4, w)) ** -0.2, rel=1e-10)
+    assert select_bandwidth(x, " SJ ") == sj_bandwidth(x)
+    assert BANDWIDTH_SELECTORS["sj"] is sj_bandwidth
+
+
+def test_sj_is_near_the_normal_amise_optimum():
+    x = normal_sample(3000, 8)
+    assert sj_bandwidth(x) == pytest.approx((4 / 3) ** 0.2 * 3000**-0.2, rel=0.1)
+
+
+def test_sj_bad_input():
+    with pytest.raises(ValueError, match="zero spread"):
+        sj_bandwidth([1.0, 1.0, 1.0])
+    with pytest.raises(ValueError):
+        sj_bandwidth([1.0])
+    with pytest.raises(ValueError, match="NaN|finite"):
+        sj_bandwidth([1.0, np.nan, 2.0])

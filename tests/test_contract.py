@@ -40,6 +40,11 @@ DENSITY_ESTIMATORS = {
     "kde-isj": (lambda: GaussianKDE(bandwidth="isj"), True),
     "kde-binned": (lambda: GaussianKDE(method="binned", tol=1e-9), True),
     "mixture": (lambda: GaussianMixtureCDF(n_components=2, random_state=0), False),
+    # Bounded supports just outside the data of this suite (the density is far from 0 there).
+    "kde-reflect-lower": (lambda: GaussianKDE(bounds=(-3.5, np.inf)), True),
+    "kde-reflect-both-sj": (lambda: GaussianKDE(bandwidth="sj", bounds=(-3.5, 3.9)), True),
+    "kde-transform-upper": (lambda: GaussianKDE(bounds=(-np.inf, 3.9), boundary="transform"), True),
+    "kde-transform-both": (lambda: GaussianKDE(bounds=(-3.5, 3.9), boundary="transform"), True),
 }
 # Tolerance of pdf/cdf/sf against the exact log-space methods (the binned path is within tol).
 EXACTNESS = {"kde-binned": 1e-8}
@@ -50,6 +55,11 @@ def case(request):
     make, _ = DENSITY_ESTIMATORS[request.param]
     data = bimodal()
     return request.param, make().fit(data), data
+
+
+def support(est):
+    """The ends of the support, -inf and inf for an estimator on the whole line."""
+    return getattr(est, "support_", (-np.inf, np.inf))
 
 
 def evaluation_grid(est, data, n=201):
@@ -138,6 +148,8 @@ def test_density_integrates_to_one_and_is_the_cdf_derivative(case):
     total, err = quad(lambda t: float(np.exp(est.logpdf(t))), lo, hi, limit=400, epsabs=1e-13)
     assert total == pytest.approx(1.0 - 2e-12, abs=1e-9)
     x = evaluation_grid(est, data, 25)
+    lo, hi = support(est)
+    x = x[(x - lo > 0.1) & (hi - x > 0.1)]  # the difference stencil stays inside the support
     res = derivative(lambda t: np.exp(est.logcdf(t)), x, initial_step=0.05)
     assert np.all(res.success)
     np.testing.assert_allclose(res.df, np.exp(est.logpdf(x)), rtol=1e-7, atol=1e-10)
@@ -150,9 +162,20 @@ def test_quantiles_round_trip_in_both_tails(case):
     np.testing.assert_allclose(est.ppf_log(est.logcdf(x[lower])), x[lower], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(est.ppf_log(est.logsf(x[~lower]), upper=True), x[~lower],
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(est.ppf([0.0, 1.0]), [-np.inf, np.inf])
+    lo, hi = support(est)
+    np.testing.assert_array_equal(est.ppf([0.0, 1.0]), [lo, hi])
+    if np.isfinite(lo):
+        assert est.cdf(lo) == 0 and est.sf(lo) == 1
+    if np.isfinite(hi):
+        assert est.cdf(hi) == 1 and est.sf(hi) == 0
     far = est.ppf_log(np.array([-1e4]))
-    assert np.isfinite(far[0]) and est.logcdf(far)[0] == pytest.approx(-1e4, rel=1e-12)
+    assert np.isfinite(far[0])
+    next_up = np.nextafter(lo, np.inf)
+    if est.logcdf(next_up) <= -1e4:
+        assert est.logcdf(far)[0] == pytest.approx(-1e4, rel=1e-12)
+    else:  # F(next double above the bound) > e^-10000: the quantile is the bound, to the
+        # root-finder's tolerance (4 eps relative)
+        assert 0 <= far[0] - lo <= 4 * np.finfo(float).eps * abs(lo) + np.spacing(lo)
 
 
 @settings(max_examples=examples(40), deadline=None)
@@ -162,9 +185,13 @@ def test_cdf_is_monotone_and_tails_are_finite(values):
     for name, (make, _) in DENSITY_ESTIMATORS.items():
         est = _FITTED.setdefault(name, make().fit(bimodal()))
         log_cdf, log_sf = est.logcdf(x), est.logsf(x)
-        assert np.all(np.diff(log_cdf) >= 0) and np.all(np.diff(log_sf) <= 0)
-        assert np.all(np.isfinite(log_cdf)) and np.all(np.isfinite(log_sf))
-        assert np.all(np.isfinite(est.logpdf(x)))
+        assert np.all(log_cdf[1:] >= log_cdf[:-1]) and np.all(log_sf[1:] <= log_sf[:-1])
+        lo, hi = support(est)
+        inside = (x > lo) & (x < hi)
+        assert np.all(np.isfinite(log_cdf[inside])) and np.all(np.isfinite(log_sf[inside]))
+        assert np.all(np.isfinite(est.logpdf(x[inside])))
+        assert np.all(log_cdf[x <= lo] == -np.inf) and np.all(log_sf[x >= hi] == -np.inf)
+        assert np.all(est.logpdf(x[(x < lo) | (x > hi)]) == -np.inf)
 
 
 _FITTED = {}

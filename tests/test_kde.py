@@ -226,7 +226,7 @@ def test_fitted_attributes_and_clone(sample):
     assert kde.n_ == sample.size and kde.bandwidth_ == 0.5 and kde.method_ == "exact"
     params = clone(kde).get_params()
     assert params["bandwidth"] == 0.5 and params["method"] == "exact" and params["tol"] == 1e-8
-    assert set(params) == {"bandwidth", "method", "tol"}  # no data travels with clone
+    assert set(params) == {"bandwidth", "method", "tol", "bounds", "boundary"}  # no data travels with clone
     assert not hasattr(clone(kde), "dataset_")
 
 
@@ -317,3 +317,48 @@ def test_property_ppf_inverts_cdf(data, h, u):
     # x is pinned down to ulp(q) / f(x): tight unless x sits in a gap between far-apart points.
     slack = 16 * np.finfo(float).eps * F[0] / kde.pdf(x)[0]
     assert abs(kde.ppf(F)[0] - x[0]) <= 1e-10 * (1 + abs(x[0])) + slack
+
+
+# --------------------------------------------------------------------------- pointwise uncertainty
+def test_pdf_std_equals_the_weighted_plug_in_sum_by_hand():
+    rng = np.random.default_rng(3)
+    data, w = rng.normal(size=80), rng.uniform(0.2, 2.0, 80)
+    h, x = 0.35, np.linspace(-3.0, 3.0, 13)
+    kde = GaussianKDE(bandwidth=h).fit(data, sample_weight=w)
+    wn = w / w.sum()
+    kernel = st.norm.pdf(x[:, None], data[None, :], h)
+    mean, square = kernel @ wn, (kernel**2) @ wn
+    np.testing.assert_allclose(kde.pdf_std(x), np.sqrt((square - mean**2) * np.sum(wn**2)), rtol=1e-12)
+    lower, upper = kde.pdf_band(x, level=0.9)
+    np.testing.assert_allclose(upper - kde.pdf(x), st.norm.ppf(0.95) * kde.pdf_std(x), rtol=1e-13)
+    np.testing.assert_allclose(kde.pdf(x) - lower, upper - kde.pdf(x), rtol=1e-13)
+    assert kde.pdf_std(np.zeros((2, 3))).shape == (2, 3) and np.shape(kde.pdf_std(0.1)) == ()
+    for bad in (0.0, 1.0, np.nan):
+        with pytest.raises(ValueError, match="level"):
+            kde.pdf_band(x, level=bad)
+    with pytest.raises(ValueError, match="NaN"):
+        kde.pdf_std([np.nan])
+    with pytest.raises(NotFittedError):
+        GaussianKDE().pdf_std(0.0)
+
+
+def test_pdf_variance_matches_monte_carlo_on_a_known_truth():
+    # Truth N(0, 1): (K_h * f)(x) = phi(x; 0, 1 + h^2) and (K_h^2 * f)(x) = phi(x; 0, 1 + h^2/2)
+    # / (2 sqrt(pi) h). The Monte Carlo variance of the KDE over 1500 samples of n = 150 must
+    # match this closed form, and the mean of pdf_std^2 must match the Monte Carlo variance,
+    # each within 4 standard errors.
+    n, h, reps = 150, 0.4, 1500
+    x = np.array([-2.0, -0.7, 0.0, 1.2, 2.5])
+    rng = np.random.default_rng(12)
+    values, estimates = np.empty((reps, x.size)), np.empty((reps, x.size))
+    for r in range(reps):
+        kde = GaussianKDE(bandwidth=h).fit(rng.standard_normal(n))
+        values[r], estimates[r] = kde.pdf(x), kde.pdf_std(x) ** 2
+    truth = (st.norm.pdf(x, 0, np.sqrt(1 + h**2 / 2)) / (2 * np.sqrt(np.pi) * h)
+             - st.norm.pdf(x, 0, np.sqrt(1 + h**2)) ** 2) / n
+    mc_var = values.var(axis=0, ddof=1)
+    centred = values - values.mean(axis=0)
+    se_var = np.sqrt((np.mean(centred**4, axis=0) - mc_var**2) / reps)
+    assert np.all(np.abs(mc_var - truth) < 4 * se_var)
+    se_est = estimates.std(axis=0, ddof=1) / np.sqrt(reps)
+    assert np.all(np.abs(estimates.mean(axis=0) - mc_var) < 4 * np.hypot(se_var, se_est))
