@@ -1,6 +1,8 @@
 # kdelib: two commands matter.
 #   make book   build the executed, strict HTML book into _build/html
-#   make test   unit tests, notebook checks, the strict build and a headless-browser test of the site
+#   make test   unit tests, notebook checks, workflow lint, Colab smoke test, the strict build
+#               (API reference included) and a headless-browser test of the site (axe, alt text)
+# Also: make floors (unit tests on the declared minimum versions), make linkcheck (external links).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -11,7 +13,7 @@ JB := $(VENV)/bin/jupyter-book
 MATHJAX_VERSION := 3.2.2
 MATHJAX_JS := _mathjax/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: book test venv mathjax unit strip serve clean
+.PHONY: book test venv mathjax unit floors linkcheck strip serve clean
 
 venv: $(VENV)/.installed
 
@@ -41,7 +43,31 @@ test: book
 	$(PY) -m pytest
 
 unit: venv
-	$(PY) -m pytest -m "not book and not browser"
+	$(PY) -m pytest -m "not book and not browser and not site"
+
+# A second environment with exactly the minimum versions that pyproject.toml declares
+# (requirements-floors.txt), running the unit tests.
+FLOORS_VENV := .venv-floors
+floors: $(FLOORS_VENV)/.installed
+	@start=$$(date +%s); \
+	$(FLOORS_VENV)/bin/python -m pytest -m "not book and not browser and not site" -p no:cacheprovider; \
+	echo "Floors: unit tests passed in $$(( $$(date +%s) - start )) s"
+
+$(FLOORS_VENV)/.installed: requirements-floors.txt pyproject.toml
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -r requirements-floors.txt -e .
+	$(FLOORS_VENV)/bin/python -m pip check
+	$(FLOORS_VENV)/bin/python -c "import numpy, scipy, sklearn; print('floors:', 'numpy', numpy.__version__, 'scipy', scipy.__version__, 'scikit-learn', sklearn.__version__)"
+	touch $@
+
+# External links of every page, with notebook execution off (minutes, not a full build). Hosts that
+# refuse automated checks are listed in _config.yml (linkcheck_ignore).
+linkcheck: venv
+	rm -rf _build/linkcheck && mkdir -p _build/linkcheck
+	$(PY) -c 'import sys, yaml; c = yaml.safe_load(open("_config.yml")); c["execute"]["execute_notebooks"] = "off"; yaml.safe_dump(c, sys.stdout)' > _build/linkcheck_config.yml
+	$(JB) build . --builder linkcheck --config _build/linkcheck_config.yml
 
 # Remove outputs and execution counts from every notebook before committing.
 strip: venv
