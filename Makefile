@@ -12,8 +12,10 @@ PY := $(VENV)/bin/python
 JB := $(VENV)/bin/jupyter-book
 MATHJAX_VERSION := 3.2.2
 MATHJAX_JS := _mathjax/mathjax/es5/tex-mml-chtml.js
+AXE_VERSION := 4.14.1
+AXE_JS := _axe/axe-core/axe.min.js
 
-.PHONY: book test venv mathjax unit floors linkcheck strip serve clean
+.PHONY: book test venv mathjax axe unit floors linkcheck strip serve clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +33,13 @@ $(MATHJAX_JS):
 	cd _mathjax.tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz
 	mkdir -p _mathjax && rm -rf _mathjax/mathjax && mv _mathjax.tmp/package _mathjax/mathjax && rm -rf _mathjax.tmp
 
+# axe-core, the accessibility engine of the browser test, loaded into each page from this local copy.
+axe: $(AXE_JS)
+$(AXE_JS):
+	rm -rf _axe.tmp && mkdir -p _axe.tmp
+	cd _axe.tmp && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && tar xzf axe-core-$(AXE_VERSION).tgz
+	mkdir -p _axe && rm -rf _axe/axe-core && mv _axe.tmp/package _axe/axe-core && rm -rf _axe.tmp
+
 # A clean _build plus --all and forced execution: every notebook runs against the current kdelib,
 # and every warning (broken reference, missing citation or glue key, failing cell) fails the build.
 book: venv mathjax
@@ -39,7 +48,7 @@ book: venv mathjax
 	$(JB) build . -W -n --keep-going --all; \
 	echo "Book built in $$(( $$(date +%s) - start )) s: open $(CURDIR)/_build/html/index.html (or: make serve)"
 
-test: book
+test: book axe
 	$(PY) -m pytest
 
 unit: venv
@@ -77,4 +86,4 @@ serve:
 	$(PY) -m http.server --directory _build/html 8000 --bind 127.0.0.1
 
 clean:
-	rm -rf _build _mathjax
+	rm -rf _build _mathjax _axe .venv-floors
