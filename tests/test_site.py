@@ -71,7 +71,9 @@ def set_mode(tab, mode):
                      localStorage.setItem("mode", mode); localStorage.setItem("theme", mode); }""",
         mode,
     )
-    tab.wait_for_function("mode => getComputedStyle(document.body).colorScheme.includes(mode) || true", arg=mode)
+    # Colours change with CSS transitions: measure contrast only once every animation has finished.
+    tab.evaluate("async () => { await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));"
+                 " await Promise.all(document.getAnimations().map(a => a.finished.catch(() => null))); }")
 
 
 def axe_violations(tab, ignored=AXE_IGNORED):
@@ -102,14 +104,23 @@ def axe_violations(tab, ignored=AXE_IGNORED):
     return found
 
 
-def unreachable_scroll_blocks(tab):
-    """Code and output blocks that scroll horizontally or vertically but cannot take focus."""
+def scroll_blocks(tab):
+    """Code and output blocks that scroll: (how many, those that Tab cannot reach or that lack a name)."""
     return tab.evaluate(
-        """() => Array.from(document.querySelectorAll("article.bd-article pre, article.bd-article .output, article.bd-article div.highlight"))
-            .filter(e => (e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1)
-                         && getComputedStyle(e).overflow !== "visible")
-            .filter(e => !(e.tabIndex >= 0 || e.closest("[tabindex='0']")))
-            .map(e => e.className || e.tagName)"""
+        """() => {
+            const blocks = Array.from(document.querySelectorAll(
+                "article.bd-article pre, article.bd-article div.output, article.bd-article div.cell_output, article.bd-article div.highlight"))
+              .filter(e => {
+                  const style = getComputedStyle(e);
+                  const clips = !(style.overflowX === "visible" && style.overflowY === "visible");
+                  return clips && (e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1);
+              });
+            const bad = blocks.filter(e => {
+                const stop = e.tabIndex >= 0 ? e : e.closest("[tabindex='0']");
+                return !(stop && (stop.getAttribute("aria-label") || stop.getAttribute("aria-labelledby")));
+            });
+            return [blocks.length, bad.map(e => e.className || e.tagName)];
+        }"""
     )
 
 
@@ -213,7 +224,8 @@ def test_page(page, server, browser):
 
     assert not errors, f"console errors on {page}: {errors}"
 
-    assert not unreachable_scroll_blocks(tab), "scrollable blocks that Tab cannot reach"
+    _, unreachable = scroll_blocks(tab)
+    assert not unreachable, f"scrollable blocks that Tab cannot reach: {unreachable}"
     for mode in MODES:
         set_mode(tab, mode)
         violations = axe_violations(tab)
@@ -221,6 +233,28 @@ def test_page(page, server, browser):
 
     # Figures' alternative text is written in the chapters; this assertion needs every figure to have it.
     assert not missing_alt_text(tab), f"content images without meaningful alt text on {page}: {missing_alt_text(tab)}"
+    context.close()
+
+
+def test_scrollable_blocks_take_focus_on_a_narrow_screen(server, browser):
+    """On a phone-sized screen code cells scroll sideways: each gets a named Tab stop."""
+    pages = [p for p in _toc_pages() if p.startswith("notebooks/")]
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    context.route("**/*", _only_loopback)
+    tab = context.new_page()
+    with_blocks = []
+    for page in pages:
+        tab.goto(f"{server}/{page}.html", wait_until="load")
+        count, unreachable = scroll_blocks(tab)
+        assert not unreachable, f"{page}: scrollable blocks that Tab cannot reach: {unreachable}"
+        if count:
+            with_blocks.append(page)
+    assert with_blocks, "no scrollable block found on a narrow screen: the check would test nothing"
+    # Such a block takes keyboard focus.
+    tab.goto(f"{server}/{with_blocks[0]}.html", wait_until="load")
+    stop = tab.locator("article.bd-article [tabindex='0'][role='region']").first
+    stop.focus()
+    assert tab.evaluate("() => document.activeElement.getAttribute('role')") == "region"
     context.close()
 
 
