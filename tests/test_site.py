@@ -293,3 +293,73 @@ def test_axe_check_reports_a_serious_violation(browser):
     found = " ".join(axe_violations(tab, ignored=[]))
     assert "color-contrast" in found and "aria-required-children" in found, found
     tab.close()
+
+
+FIGURE_CODE = """\
+import matplotlib.pyplot as plt
+from myst_nb import glue
+fig, ax = plt.subplots(figsize=(2, 2))
+ax.plot([0, 1], [0, 1])
+glue("described", fig, display=False)
+glue("undescribed", fig, display=False)
+plt.close(fig)
+"""
+DESCRIPTION = "A straight line rising from the lower left to the upper right corner."
+FIGURE_MARKDOWN = f"""# Figures
+
+```{{glue:figure}} described
+:alt: {DESCRIPTION}
+
+A line.
+```
+
+```{{glue:figure}} undescribed
+
+The same line, without alternative text.
+```
+"""
+
+
+@pytest.mark.book
+def test_alt_text_check_on_a_built_book(tmp_path, browser):
+    """On a real build (the project's configuration, myst-nb's figure output) the check flags the
+    glued figure without `:alt:` and accepts the one with it."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    for key in ("html_extra_path", "mathjax_path"):
+        config["sphinx"]["config"].pop(key, None)
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: figures\n")
+    (tmp_path / "intro.md").write_text("# Probe book\n")
+    shutil.copy(ROOT / "references.bib", tmp_path)
+    shutil.copytree(ROOT / "_ext", tmp_path / "_ext")
+    shutil.copytree(ROOT / "_static", tmp_path / "_static")
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(FIGURE_CODE), nbformat.v4.new_markdown_cell(FIGURE_MARKDOWN)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    nbformat.write(notebook, tmp_path / "figures.ipynb")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jupyter_book), "build", str(tmp_path), "-W", "-n", "--keep-going", "--all"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+    html = tmp_path / "_build" / "html"
+    handler = functools.partial(_QuietHandler, directory=str(html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        tab = browser.new_page()
+        tab.route("**/*", _only_loopback)
+        tab.goto(f"http://127.0.0.1:{httpd.server_address[1]}/figures.html", wait_until="load")
+        alts = tab.evaluate(f"() => Array.from(document.querySelectorAll({CONTENT_IMAGES!r})).map(i => i.alt)")
+        bad = missing_alt_text(tab)
+        tab.close()
+    finally:
+        httpd.shutdown()
+    assert len(alts) == 2 and DESCRIPTION in alts, alts
+    assert len(bad) == 1 and bad[0][1] != DESCRIPTION, bad
