@@ -57,10 +57,30 @@ def _summary(qualified_names):
     return ["", ".. autosummary::", "", *(f"   {name}" for name in qualified_names), ""]
 
 
+def _directive(obj):
+    if inspect.isclass(obj):
+        return "autoexception" if issubclass(obj, BaseException) else "autoclass"
+    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
+        return "autofunction"
+    return "autodata"
+
+
 def reference_rst(package):
     """The reStructuredText of the whole reference for ``package``."""
-    submodules, _ = public_names(package)
+    submodules, others = public_names(package)
+    root = importlib.import_module(package)
     lines = [f".. automodule:: {package}", "   :no-members:", ""]
+    # A re-exported name is documented in its public submodule; one defined elsewhere (a private
+    # module, the package itself) is documented here, so that no public name is left out.
+    for name in others:
+        obj = getattr(root, name)
+        home = getattr(obj, "__module__", None)
+        if home not in [f"{package}.{sub}" for sub in submodules] or name not in getattr(
+            importlib.import_module(home), "__all__", []
+        ):
+            lines += [f".. {_directive(obj)}:: {package}.{name}", ""]
+            if inspect.isclass(obj):
+                lines[-1:-1] = ["   :members:", "   :inherited-members:"]
     for sub in submodules:
         full = f"{package}.{sub}"
         module = importlib.import_module(full)
