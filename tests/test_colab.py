@@ -60,7 +60,10 @@ RUNNER = textwrap.dedent(
     import numpy as np
     style = importlib.util.find_spec("_style")  # found, not run: Colab ships matplotlib, this venv need not
     kde = kdelib.GaussianKDE(bandwidth=0.5).fit(np.array([0.0, 1.0]))
-    print("KDELIB", kdelib.__file__)
+    import importlib.metadata
+    dist = importlib.metadata.distribution("kdelib")
+    print("KDELIB", dist.locate_file("kdelib/__init__.py"))
+    print("VERSION", dist.version, kdelib.__version__)
     print("STYLE", style.origin)
     print("CDF0", float(kde.cdf(0.5)))
     """
@@ -81,11 +84,18 @@ def colab_machine(tmp_path_factory):
     return clone, python
 
 
+def _distinct_setup_cells():
+    """Each distinct setup cell once, with the notebooks that use it (they are usually identical)."""
+    cells = {}
+    for path in NOTEBOOKS:
+        cells.setdefault(_setup_cell(path), []).append(path.stem)
+    return [pytest.param(cell, id="+".join(names)) for cell, names in cells.items()]
+
+
 @pytest.mark.site
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_setup_cell_installs_kdelib_as_in_colab(path, colab_machine, tmp_path):
+@pytest.mark.parametrize("cell", _distinct_setup_cells())
+def test_setup_cell_installs_kdelib_as_in_colab(cell, colab_machine, tmp_path):
     clone, python = colab_machine
-    cell = _setup_cell(path)
     assert _repository_url() in cell and '"/content/kdelib"' in cell
     content = tmp_path / "content"
     content.mkdir()
@@ -100,9 +110,12 @@ def test_setup_cell_installs_kdelib_as_in_colab(path, colab_machine, tmp_path):
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
-    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line[:4] in ("KDEL", "STYL", "CDF0"))
-    # kdelib was installed into the environment (not found in a checkout), from the fresh clone.
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line[:4] in ("KDEL", "VERS", "STYL", "CDF0"))
+    # kdelib was installed into the environment (a real install, not a path into the clone) ...
     assert Path(lines["KDELIB"]).is_relative_to(python.parents[1]), lines["KDELIB"]
+    assert Path(lines["KDELIB"]).exists()
+    installed, imported = lines["VERSION"].split()
+    assert installed == imported
     assert Path(lines["STYLE"]).parent == content / "kdelib"
     assert (content / "kdelib" / ".git").is_dir()
     assert abs(float(lines["CDF0"]) - 0.5) < 1e-12  # symmetric two-point KDE: F(midpoint) = 1/2
