@@ -75,8 +75,21 @@ $(FLOORS_VENV)/.installed: requirements-floors.txt pyproject.toml
 # refuse automated checks are listed in _config.yml (linkcheck_ignore).
 linkcheck: venv
 	rm -rf _build/linkcheck && mkdir -p _build/linkcheck
-	$(PY) -c 'import sys, yaml; c = yaml.safe_load(open("_config.yml")); c["execute"]["execute_notebooks"] = "off"; yaml.safe_dump(c, sys.stdout)' > _build/linkcheck_config.yml
+	$(PY) -c "$$LINKCHECK_CONFIG" > _build/linkcheck_config.yml
 	$(JB) build . --builder linkcheck --config _build/linkcheck_config.yml
+
+# The book's configuration with execution off; local extension paths made absolute, since Jupyter
+# Book resolves them against the folder of the configuration file.
+define LINKCHECK_CONFIG
+import sys, yaml
+from pathlib import Path
+config = yaml.safe_load(open("_config.yml"))
+config["execute"]["execute_notebooks"] = "off"
+extensions = config["sphinx"].get("local_extensions") or {}
+config["sphinx"]["local_extensions"] = {name: str(Path(path).resolve()) for name, path in extensions.items()}
+yaml.safe_dump(config, sys.stdout)
+endef
+export LINKCHECK_CONFIG
 
 # Remove outputs and execution counts from every notebook before committing.
 strip: venv
