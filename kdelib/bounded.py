@@ -96,7 +96,7 @@ def _log_normal_interval(alpha, beta, width, mid):
     so nothing cancels; intervals that contain 0 are ``log1p(-Phi(alpha) - Phi(-beta))``.
     """
     out = np.full(alpha.shape, -np.inf)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # an infinite product is simply not narrow
         narrow = width * (1.0 + np.abs(mid)) <= 1.0
     empty = ~(width > 0)
     lower = ~narrow & ~empty & (beta <= 0)
@@ -107,12 +107,15 @@ def _log_normal_interval(alpha, beta, width, mid):
         w, m = width[narrow], mid[narrow]
         nodes = m[:, None] + 0.5 * w[:, None] * _GL_NODES[None, :]
         out[narrow] = np.log(0.5 * w) + logsumexp(_LOG_GL_WEIGHTS - 0.5 * nodes**2, axis=1) - _HALF_LOG_2PI
+    # A tail whose log rounds to -inf (an interval beyond 1e300 kernels away) has mass 0.
     if np.any(lower):
         lb = log_ndtr(beta[lower])
-        out[lower] = lb + _log1mexp(log_ndtr(alpha[lower]) - lb)
+        with np.errstate(invalid="ignore"):
+            out[lower] = np.where(lb == -np.inf, -np.inf, lb + _log1mexp(log_ndtr(alpha[lower]) - lb))
     if np.any(upper):
         la = log_ndtr(-alpha[upper])
-        out[upper] = la + _log1mexp(log_ndtr(-beta[upper]) - la)
+        with np.errstate(invalid="ignore"):
+            out[upper] = np.where(la == -np.inf, -np.inf, la + _log1mexp(log_ndtr(-beta[upper]) - la))
     if np.any(straddle):
         out[straddle] = np.log1p(-(ndtr(alpha[straddle]) + ndtr(-beta[straddle])))
     return out
@@ -159,7 +162,7 @@ def log_interval_mass(a, b, means, scale, log_weights=None):
     for start in range(0, a.size, rows):
         stop = min(a.size, start + rows)
         a_b, b_b = a[start:stop, None], b[start:stop, None]
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # +-inf standardised ends are exact limits
             alpha = (a_b - means[None, :]) / scale
             beta = (b_b - means[None, :]) / scale
             width = np.broadcast_to((b_b - a_b) / scale, alpha.shape)

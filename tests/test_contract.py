@@ -223,7 +223,11 @@ def test_extreme_but_finite_data_fit_cleanly_or_raise_clearly(values):
             continue
         log_cdf, log_sf = est.logcdf(np.sort(probe)), est.logsf(np.sort(probe))
         assert not np.any(np.isnan(log_cdf)) and not np.any(np.isnan(log_sf)), name
-        assert np.all(np.diff(log_cdf) >= 0) and np.all(np.diff(log_sf) <= 0), name
+        # Monotone up to the rounding of the sums: a few ulps of the values themselves.
+        slack = 8 * np.finfo(float).eps * np.maximum(1.0, np.abs(log_cdf[:-1]))
+        assert np.all(np.diff(log_cdf) >= -slack), name
+        slack = 8 * np.finfo(float).eps * np.maximum(1.0, np.abs(log_sf[:-1]))
+        assert np.all(np.diff(log_sf) <= slack), name
         assert np.all(log_cdf <= 0) and np.all(log_sf <= 0), name
         assert not np.any(np.isnan(est.logpdf(probe))), name
 
