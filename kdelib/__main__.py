@@ -151,11 +151,11 @@ def sweep_rows(dataset, sigmas, data_dir=None, repeats=1, swap=False, limit=None
 def _thread_summary():
     from threadpoolctl import threadpool_info
 
-    from .image import _blas_threads
+    from ._parallel import n_workers
 
     blas = ", ".join(f"{i['internal_api']} {i['version']}" for i in threadpool_info()
                      if i["user_api"] == "blas")
-    return f"{_blas_threads()} worker threads, each with a single-threaded BLAS ({blas})"
+    return f"{n_workers()} worker threads, each with a single-threaded BLAS ({blas})"
 
 
 def format_table(rows, info, swap, repeats):

@@ -196,3 +196,33 @@ def check_n_samples(n_samples):
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
         raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
     return int(n_samples)
+
+
+def check_same_columns(first, second, first_name, second_name):
+    """Raise unless two 2-D arrays have the same number of columns (features per row)."""
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(
+            f"{first_name} and {second_name} must have the same number of columns (features, e.g. "
+            f"pixels per image); got {first.shape[1]} and {second.shape[1]}."
+        )
+
+
+def check_device(device):
+    """Return ``None`` for the CPU (``None`` or ``"cpu"``), else the CUDA device index.
+
+    Accepted: ``None``, ``"cpu"``, ``"cuda"`` (device 0) and ``"cuda:N"``; case and surrounding
+    spaces are ignored.
+    """
+    if device is None:
+        return None
+    name = str(device).strip().lower()
+    if name == "cpu":
+        return None
+    if name == "cuda":
+        return 0
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return int(name[5:])
+    raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+
+
+__all__ += ["check_device", "check_same_columns"]
