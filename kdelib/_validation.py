@@ -225,4 +225,19 @@ def check_device(device):
     raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
 
 
-__all__ += ["check_device", "check_same_columns"]
+def as_2d_real(x, name="X"):
+    """Like :func:`as_2d_float`, but a float32 array stays float32 (no copy): for large images.
+
+    Any other input becomes float64. The checks (2-D, non-empty, finite) are those of
+    :func:`as_2d_float`.
+    """
+    arr = np.asarray(x)
+    if arr.dtype not in (np.float32, np.float64):
+        return as_2d_float(arr, name)
+    _check_finite(arr, name)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] == 0:
+        return as_2d_float(arr, name)  # raises with the message for the shape
+    return arr
+
+
+__all__ += ["as_2d_real", "check_device", "check_same_columns"]

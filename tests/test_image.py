@@ -174,35 +174,27 @@ def test_dropped_terms_respect_the_documented_bound(monkeypatch):
     assert 0 < dropped <= k * math.exp(-threshold)
 
 
-def test_exponential_tables_are_accurate():
-    coef = np.array([1 / (2 * 2.0**2 * 65536), 1 / (2 * 0.5**2 * 65536)])
-    max_delta = 784 * 255**2
-    shift, tables = _kernels._exp_tables(coef, max_delta)
+def test_dense_exponentials_and_squarings_are_accurate():
+    """sigma = 2 and 1.5 by exp, sigma = 1 by two squarings of sigma = 2's terms, vs mpmath."""
+    sig = np.array([1.5, 2.0, 1.0])
+    coef = 1 / (2 * sig**2 * 65536)
+    kernel = _kernels._Kernel(coef=coef, drop=np.full(3, np.inf))
     rng = np.random.default_rng(7)
-    deltas = np.r_[0, 1, (1 << shift) - 1, 1 << shift, max_delta, rng.integers(0, max_delta, 300)]
-    for c, (hi, lo) in zip(coef, tables):
-        got = np.take(hi, deltas >> shift, mode="clip") * lo[deltas & ((1 << shift) - 1)]
-        for delta, value in zip(deltas, got):
-            exact = mpmath.exp(-mpmath.mpf(int(delta)) * mpmath.mpf(float(c)))
-            if exact < mpmath.mpf(2) ** -1000:  # below the normal range: must be tiny or zero
-                assert value <= 2.0**-1000
-                continue
-            rel = abs((mpmath.mpf(float(value)) - exact) / exact)
-            # argument rounding (~exponent * eps) plus a few ulps of exp and product
-            assert rel <= (4 + delta * c) * 2.0**-53
-
-
-def test_squared_terms_keep_relative_accuracy():
-    """sigma = 1 from sigma = 2 by two squarings: error within 2**2 times a few ulps."""
-    coef = np.array([1 / (2 * 4.0 * 65536), 1 / (2 * 1.0 * 65536)])
-    shift, tables = _kernels._exp_tables(coef, 784 * 255**2)
-    deltas = np.random.default_rng(8).integers(0, 40 * 2 * 65536, 200)
-    hi, lo = tables[0]
-    base = hi[deltas >> shift] * lo[deltas & ((1 << shift) - 1)]
-    squared = (base * base) ** 2
-    for delta, value in zip(deltas, squared):
-        exact = mpmath.exp(-mpmath.mpf(int(delta)) * mpmath.mpf(float(coef[1])))
-        assert abs((mpmath.mpf(float(value)) - exact) / exact) <= 4 * (4 + 50) * 2.0**-53
+    deltas = rng.integers(0, 150 * 65536, size=(3, 300)).astype(np.int32)
+    deltas[:, 0] = 0
+    schedule = _kernels._schedule(deltas, kernel)
+    assert schedule.sparse == [] and schedule.dense == [(1, [(2, 2)]), (0, [])]
+    ws = _kernels._Workspace(3, 300, np.int32)
+    ws.delta[:] = deltas
+    sums = np.zeros((3, 3))
+    _kernels._add_dense(ws, 3, sums, kernel, schedule.dense)
+    for s in range(3):
+        for row in range(3):
+            exact = mpmath.fsum(mpmath.exp(-mpmath.mpf(int(d)) * mpmath.mpf(float(coef[s])))
+                                for d in deltas[row])
+            rel = abs((mpmath.mpf(float(sums[s, row])) - exact) / exact)
+            # a few ulps per term (times 2**2 after two squarings) plus the summation
+            assert rel <= (4 * 8 + 300) * 2.0**-53
 
 
 def test_tiny_sigma_large_magnitudes():

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from .._validation import as_2d_float, as_positive_1d, check_positive_int, check_same_columns
+from .._validation import (as_2d_float, as_2d_real, as_positive_1d, check_positive_int,
+                           check_same_columns)
 from ._gpu import backend_log_likelihood, gpu_backend
 from ._kernels import cpu_log_likelihood
 from ._plan import DistancePlan, distance_plan
@@ -141,8 +142,8 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     >>> bool(np.allclose(rows, reference_log_likelihood(train, data, [0.1, 0.5]), rtol=1e-12))
     True
     """
-    train = as_2d_float(train, "train")
-    data = as_2d_float(data, "data")
+    train = as_2d_real(train, "train")
+    data = as_2d_real(data, "data")
     check_same_columns(train, data, "train", "data")
     sig, sig_shape = as_positive_1d(sigmas, "sigmas")
     block_size = check_positive_int(block_size, "block_size", allow_none=True)

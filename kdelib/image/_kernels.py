@@ -13,7 +13,7 @@ import numpy as np
 
 from .._parallel import n_workers, run_tasks
 from . import _plan
-from ._plan import MAX_CODE, prepare
+from ._plan import prepare
 
 #: Terms dropped by the sparse path add less than 2**-NEGLIGIBLE_LOG2 to the row's sum,
 #: relative to the sum itself.
@@ -23,20 +23,22 @@ NEGLIGIBLE_LOG2 = 60
 #: evaluated on the gathered near terms only (the sparse path).
 SPARSE_FRACTION = 0.2
 
-_EXP_UNDERFLOW = 746.0  # exp(-746) == 0.0 in float64
-_TARGET_BLOCK_ELEMENTS = 1 << 21  # data rows x train rows per GEMM block
-_TARGET_SUBBLOCK_ELEMENTS = 1 << 17  # elements per element-wise pass (stays in L2)
+#: A dense sigma whose 1 / (2 sigma^2) is 2**j times that of another (j <= MAX_SQUARINGS)
+#: takes its terms from the other's by j squarings instead of an exponential.
+MAX_SQUARINGS = 4
+
+_TARGET_BLOCK_ELEMENTS = 1 << 23  # data rows x train rows per GEMM block (32 MiB of float32)
+_TARGET_SUBBLOCK_ELEMENTS = 1 << 16  # elements per element-wise pass (stays in L2)
 _MAX_TRAIN_CHUNK = 1 << 15  # train rows per GEMM; longer training sets are streamed
 
 # ---------------------------------------------------------------------------------------------
-# Per-sigma constants: scales, drop thresholds, exponential tables
+# Per-sigma constants: scales and drop thresholds
 
 
 @dataclass
 class _Kernel:
     coef: np.ndarray  # 1 / (2 sigma^2) in distance units, shape (s,)
     drop: np.ndarray  # a term with delta > drop[s] is negligible for sigma s
-    tables: object  # (shift, [(hi, lo) per sigma]) on the lattice, else None
 
 
 def _kernel(sigmas, operands, n_train):
@@ -45,30 +47,7 @@ def _kernel(sigmas, operands, n_train):
     # than n_train of them: the sum loses less than n_train * exp(-T) = 2**-NEGLIGIBLE_LOG2
     # of itself.
     threshold = math.log(n_train) + NEGLIGIBLE_LOG2 * math.log(2.0)
-    drop = threshold / coef
-    tables = None
-    if operands.plan.method == "lattice":
-        max_delta = operands.n_features * MAX_CODE**2
-        tables = _exp_tables(coef, max_delta)
-    return _Kernel(coef=coef, drop=drop, tables=tables)
-
-
-def _exp_tables(coef, max_delta):
-    """Split tables with ``exp(-delta c) = hi[delta >> shift] * lo[delta & (2**shift - 1)]``.
-
-    Valid for every integer ``0 <= delta <= max_delta``. A ``hi`` table is cut where its
-    entries underflow to zero; indices past its end are clipped onto that zero, which is the
-    correctly rounded value of those terms.
-    """
-    shift = max(8, (int(max_delta).bit_length() + 1) // 2)
-    n_hi_full = (int(max_delta) >> shift) + 1
-    lo_steps = np.arange(1 << shift, dtype=np.float64)
-    tables = []
-    for c in coef:
-        n_hi = min(n_hi_full, int(_EXP_UNDERFLOW / (c * 2.0**shift)) + 2)
-        hi_steps = np.arange(n_hi, dtype=np.float64) * 2.0**shift
-        tables.append((np.exp(-hi_steps * c), np.exp(-lo_steps * c)))
-    return shift, tables
+    return _Kernel(coef=coef, drop=threshold / coef)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,18 +57,11 @@ def _exp_tables(coef, max_delta):
 class _Workspace:
     """Scratch arrays for one worker's sub-blocks, allocated once per block and reused."""
 
-    def __init__(self, rows, cols, delta_dtype, n_terms, on_lattice):
+    def __init__(self, rows, cols, delta_dtype):
         self.shape = (rows, cols)
         self.delta = np.empty(self.shape, dtype=delta_dtype)
-        self.terms = [np.empty(self.shape) for _ in range(max(n_terms, 1))]
-        self.part = np.empty(self.shape) if on_lattice else None
-        self.high = np.empty(self.shape, dtype=np.intp) if on_lattice else None
-        self.low = np.empty(self.shape, dtype=np.intp) if on_lattice else None
-
-    def cut(self, name, rows):
-        """The first ``rows`` rows of a scratch array (a contiguous view)."""
-        array = getattr(self, name)
-        return None if array is None else array[:rows]
+        self.term = np.empty(self.shape)
+        self.ones = np.ones(cols)
 
 
 @dataclass
@@ -97,34 +69,35 @@ class _Schedule:
     """How one chunk's sigmas are evaluated: gathered near terms, or every term."""
 
     sparse: list  # sigma indices, largest drop distance first
-    dense: list  # steps ("table", s) or ("square", s, base_position, times)
+    dense: list  # groups (s, [(s2, j2), (s3, j3), ...]): exp for s, then j squarings each
 
 
 def _schedule(delta, kernel):
     """Split the sigmas into sparse and dense ones from a column sample of ``delta``.
 
-    A dense sigma whose ``1 / (2 sigma^2)`` is ``2**j`` times that of an earlier dense one
-    (``j <= 4``) reuses its terms by ``j`` squarings: ``exp(-2x) = exp(-x)**2``, which keeps
-    the relative error within about ``2**j`` units in the last place.
+    A dense sigma whose ``1 / (2 sigma^2)`` is ``2**j`` times that of another dense one
+    (``j <= MAX_SQUARINGS``) takes its terms from the other's by ``j`` squarings,
+    ``exp(-2x) = exp(-x)**2``, instead of an exponential; the relative error stays within about
+    ``2**j`` units in the last place. Each group is one exponential followed by squarings in
+    place, in increasing order of ``1 / (2 sigma^2)``.
     """
     sample = np.sort(delta[:, ::17], axis=None)
     fractions = np.searchsorted(sample, kernel.drop, side="right") / max(sample.size, 1)
     dense_mask = fractions > SPARSE_FRACTION
     sparse = sorted(np.flatnonzero(~dense_mask), key=lambda s: -kernel.drop[s])
-    steps = []
-    done = []  # (coef, position in the dense list)
+    groups = []  # [base sigma, [(sigma, squarings since the previous one)], total squarings]
     for s in sorted(np.flatnonzero(dense_mask), key=lambda s: kernel.coef[s]):
-        step = ("table", s)
-        if kernel.tables is not None:
-            for coef, position in done:
-                ratio = kernel.coef[s] / coef
-                times = round(math.log2(ratio)) if ratio > 1.5 else 0
-                if 1 <= times <= 4 and abs(ratio - 2.0**times) <= 1e-12 * ratio:
-                    step = ("square", s, position, times)
-                    break
-        done.append((kernel.coef[s], len(steps)))
-        steps.append(step)
-    return _Schedule(sparse=sparse, dense=steps)
+        for group in groups:
+            ratio = kernel.coef[s] / kernel.coef[group[0]]
+            times = round(math.log2(ratio)) if ratio > 1.5 else 0
+            if (group[2] <= times <= MAX_SQUARINGS
+                    and abs(ratio - 2.0**times) <= 1e-12 * ratio):
+                group[1].append((s, times - group[2]))
+                group[2] = times
+                break
+        else:
+            groups.append([s, [], 0])
+    return _Schedule(sparse=sparse, dense=[(base, chain) for base, chain, _ in groups])
 
 
 def _accumulate(ws, rows, row_min, sums, kernel, schedule, near):
@@ -132,27 +105,29 @@ def _accumulate(ws, rows, row_min, sums, kernel, schedule, near):
 
     ``ws.delta[:rows]`` holds, for the data rows and a chunk of training rows, the squared
     distances up to a per-row constant (integers on the lattice, else float64); it is
-    overwritten. ``row_min`` (r,) is the running minimum and ``sums`` (s, r) the running sums
-    of ``exp(-(D - row_min) c)``; both are updated in place (the dense sigmas' sums here, the
-    sparse ones' at the end of the chunk). The near terms of the sparse sigmas are appended to
-    ``near`` as ``(delta, row, chunk minimum)``.
+    overwritten. ``row_min`` (r,) is the running minimum (``inf`` before the first chunk) and
+    ``sums`` (s, r) the running sums of ``exp(-(D - row_min) c)``; both are updated in place
+    (the dense sigmas' sums here, the sparse ones' at the end of the chunk). The near terms of
+    the sparse sigmas are appended to ``near`` as ``(delta, row, chunk minimum)``.
     """
-    delta = ws.cut("delta", rows)
+    delta = ws.delta[:rows]
     chunk_min = delta.min(axis=1)
-    new_min = np.minimum(row_min, chunk_min)
-    moved = np.isfinite(row_min) & (new_min < row_min)
-    if moved.any():  # a later chunk holds a closer training image: rescale the old sums
-        sums[:, moved] *= np.exp(-np.outer(kernel.coef, row_min[moved] - new_min[moved]))
-    row_min[:] = new_min
     np.subtract(delta, chunk_min[:, None], out=delta)
     if schedule.sparse:
         near.append(_near_terms(delta, chunk_min, kernel.drop[schedule.sparse[0]]))
+    if np.isinf(row_min[0]):  # the first training chunk: nothing to rescale
+        row_min[:] = chunk_min
+        if schedule.dense:
+            _add_dense(ws, rows, sums, kernel, schedule.dense)
+        return
+    new_min = np.minimum(row_min, chunk_min)
+    moved = new_min < row_min
+    if moved.any():  # a later chunk holds a closer training image: rescale the old sums
+        sums[:, moved] *= np.exp(-np.outer(kernel.coef, row_min[moved] - new_min[moved]))
+    row_min[:] = new_min
     if schedule.dense:
         own = np.zeros_like(sums)  # this chunk's sums, relative to its own minimum
-        if kernel.tables is not None:
-            _add_dense_tables(ws, rows, own, kernel, schedule.dense)
-        else:
-            _add_dense_exp(ws, rows, own, kernel, schedule.dense)
+        _add_dense(ws, rows, own, kernel, schedule.dense)
         shift = chunk_min - new_min
         if shift.any():
             own *= np.exp(-np.outer(kernel.coef, shift))
@@ -187,35 +162,23 @@ def _add_sparse(near, row_min, sums, kernel, which):
         sums[s] += np.bincount(rows, weights=terms, minlength=sums.shape[1])
 
 
-def _add_dense_tables(ws, rows, sums, kernel, steps):
-    """Add every term: ``exp(-delta c) = hi[delta >> shift] * lo[delta & mask]``."""
-    shift, per_sigma = kernel.tables
-    delta, high, low, part = (ws.cut(name, rows) for name in ("delta", "high", "low", "part"))
-    np.right_shift(delta, shift, out=high, casting="unsafe")
-    np.bitwise_and(delta, (1 << shift) - 1, out=low, casting="unsafe")
-    for position, step in enumerate(steps):
-        term = ws.terms[position][:rows]
-        if step[0] == "table":
-            hi_table, lo_table = per_sigma[step[1]]
-            np.take(hi_table, high, out=term, mode="clip")
-            np.take(lo_table, low, out=part, mode="clip")
-            np.multiply(term, part, out=term)
-        else:
-            _, _, base, times = step
-            np.multiply(ws.terms[base][:rows], ws.terms[base][:rows], out=term)
-            for _ in range(times - 1):
-                np.multiply(term, term, out=term)
-        sums[step[1]] += term.sum(axis=1)
+def _add_dense(ws, rows, sums, kernel, groups):
+    """Add every term ``exp(-delta c)`` of the dense sigmas (row sums by a matrix-vector product).
 
-
-def _add_dense_exp(ws, rows, sums, kernel, steps):
-    delta = ws.cut("delta", rows)
-    term = ws.terms[0][:rows]
-    for step in steps:
-        s = step[1]
-        np.multiply(delta, -kernel.coef[s], out=term)
+    The argument ``-delta c`` is one rounding from exact (``delta`` is an exact integer on the
+    lattice, converted exactly inside the multiplication), and ``np.exp`` is within a few units
+    in the last place; the squarings of a group reuse the same array in place.
+    """
+    delta = ws.delta[:rows]
+    term = ws.term[:rows]
+    for base, chain in groups:
+        np.multiply(delta, -kernel.coef[base], out=term)
         np.exp(term, out=term)
-        sums[s] += term.sum(axis=1)
+        sums[base] += term @ ws.ones
+        for s, times in chain:
+            for _ in range(times):
+                np.square(term, out=term)
+            sums[s] += term @ ws.ones
 
 
 def _cross_products(x_op, train_op, mode):
@@ -238,9 +201,8 @@ def _cross_products(x_op, train_op, mode):
 def _score_block(rows, operands, kernel, mode, chunk, subblock):
     """Running minimum (r,) and sums (s, r) for the data rows ``rows``."""
     on_lattice = operands.plan.method == "lattice"
-    source = operands.data_source[rows][:, operands.columns]
     train_op = operands.train_gemm
-    x_op = source.astype(train_op.dtype)
+    x_op = np.take(operands.data_source[rows], operands.columns, axis=1).astype(train_op.dtype)
     x_sqnorm = operands.data_sqnorm[rows]
     n_train = train_op.shape[0]
     row_min = np.full(len(rows), np.inf)
@@ -254,10 +216,10 @@ def _score_block(rows, operands, kernel, mode, chunk, subblock):
         train_sqnorm = operands.train_sqnorm[start:stop]
         if workspace is None or workspace.shape[1] != stop - start:
             workspace = _Workspace(min(subblock, len(rows)), stop - start,
-                                   operands.delta_dtype, len(kernel.coef), on_lattice)
+                                   operands.delta_dtype)
         for r0 in range(0, len(rows), subblock):
             r1 = min(r0 + subblock, len(rows))
-            delta = workspace.cut("delta", r1 - r0)
+            delta = workspace.delta[:r1 - r0]
             # On the lattice |a|^2 - 2 x.a in exact integers; |x|^2 is added to the minimum.
             np.copyto(delta, cross[r0:r1], casting="unsafe")
             np.add(delta, train_sqnorm, out=delta)
@@ -276,7 +238,6 @@ def _score_block(rows, operands, kernel, mode, chunk, subblock):
     if on_lattice:
         row_min += x_sqnorm
     return row_min, sums
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +267,11 @@ def cpu_log_likelihood(train, data, sig, block_size, n_threads, progress):
     n_rows = operands.data_source.shape[0]
     kernel = _kernel(sig, operands, n_train)
     chunk = min(n_train, _MAX_TRAIN_CHUNK)
-    block_rows = block_size or max(8, _TARGET_BLOCK_ELEMENTS // chunk)
+    workers = n_workers(n_threads)
+    # Large blocks (each GEMM call packs the whole training operand once), but at least two
+    # per worker so that the workers finish together.
+    block_rows = block_size or max(8, min(_TARGET_BLOCK_ELEMENTS // chunk,
+                                          -(-n_rows // (2 * workers))))
     subblock = max(1, min(block_rows, _TARGET_SUBBLOCK_ELEMENTS // chunk))
     blocks = _blocks(operands, block_rows)
 
@@ -321,7 +286,7 @@ def cpu_log_likelihood(train, data, sig, block_size, n_threads, progress):
 
         bar = tqdm(total=len(blocks), desc="image KDE", unit="block")
     try:
-        results = run_tasks(score, blocks, n_workers(n_threads),
+        results = run_tasks(score, blocks, workers,
                             progress=None if bar is None else bar.update)
     finally:
         if bar is not None:

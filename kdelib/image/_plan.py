@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._parallel import run_tasks
-from .._validation import as_2d_float, check_same_columns
+from .._validation import as_2d_real, check_same_columns
 
 #: Largest integer code accepted for the exact lattice path (8-bit pixel intensities).
 MAX_CODE = 255
@@ -131,8 +131,8 @@ def distance_plan(train, data):
     >>> distance_plan(x + 0.1, x).method
     'float64'
     """
-    train = as_2d_float(train, "train")
-    data = as_2d_float(data, "data")
+    train = as_2d_real(train, "train")
+    data = as_2d_real(data, "data")
     check_same_columns(train, data, "train", "data")
     return prepare(train, data).plan
 
@@ -140,19 +140,24 @@ def distance_plan(train, data):
 def _lattice_codes(x, rows_per_chunk=_ROWS_PER_CHUNK):
     """Return ``(scale, codes)`` if ``x == codes / scale`` exactly (codes in 0..255), else None.
 
-    Checked chunk by chunk so that a failing scale is abandoned early and each chunk stays in
-    cache.
+    ``x`` is float32 or float64. For a power-of-two scale ``x * scale`` is exact, and the codes
+    are its conversion to uint8 when that conversion is exact (which also rules out values
+    outside 0..255: they convert to something else). Other scales compare ``codes / scale`` in
+    float64 with ``x``: float32 data then pass only if every value is exactly ``k / scale``
+    in float64, which is the exactness the lattice arithmetic assumes. Checked chunk by chunk
+    so that a failing scale is abandoned early and each chunk stays in cache.
     """
     for scale in LATTICE_SCALES:
         codes = np.empty(x.shape, dtype=np.uint8)
         power_of_two = scale & (scale - 1) == 0
         for start in range(0, x.shape[0], rows_per_chunk):
             part = x[start:start + rows_per_chunk]
-            scaled = part * scale  # exact for a power of two: then k == scaled suffices
-            k = np.rint(scaled)
-            if k.min() < 0 or k.max() > MAX_CODE:
-                break
-            exact = np.array_equal(k, scaled) if power_of_two else np.array_equal(k / scale, part)
+            scaled = part * part.dtype.type(scale)  # exact for a power of two
+            if not power_of_two:
+                scaled = np.rint(scaled)
+            with np.errstate(invalid="ignore"):  # out-of-range values are caught below
+                k = scaled.astype(np.uint8)
+            exact = (k == scaled).all() if power_of_two else np.array_equal(k / scale, part)
             if not exact:
                 break
             codes[start:start + len(part)] = k
@@ -180,24 +185,22 @@ def float32_gemm_is_exact():
     return _float32_gemm_check["ok"]
 
 
-def _row_stats(codes, columns, rows_per_chunk=_ROWS_PER_CHUNK):
+def _row_stats(codes, rows_per_chunk=_ROWS_PER_CHUNK):
     """Exact per-row integer statistics of codes (0..255), chunk by chunk.
 
-    Returns the sum and the maximum over ``columns`` and the sum of squares over all columns,
-    as int64. All are exact: the sums of squares are integers below 2**53 when summed in
-    float64 (at most 255**2 per pixel).
+    Returns the sum, the maximum and the sum of squares of each row, as int64 (computed in
+    int32 when ``d * 255**2 < 2**31``, else in int64: exact either way).
     """
-    n = codes.shape[0]
+    n, d = codes.shape
+    wide_type = np.int32 if d * MAX_CODE**2 < 2**31 else np.int64
     l1, top, l2sq = (np.zeros(n, dtype=np.int64) for _ in range(3))
     for start in range(0, n, rows_per_chunk):
         part = codes[start:start + rows_per_chunk]
         stop = start + len(part)
-        wide = part.astype(np.float64)  # sums of squares < 2**53: exact in float64
+        wide = part.astype(wide_type)
         l2sq[start:stop] = np.einsum("ij,ij->i", wide, wide)
-        if len(columns):
-            gemm_part = part[:, columns]
-            l1[start:stop] = gemm_part.sum(axis=1, dtype=np.int64)
-            top[start:stop] = gemm_part.max(axis=1)
+        l1[start:stop] = np.einsum("ij->i", wide)
+        top[start:stop] = part.max(axis=1)
     return l1, top, l2sq
 
 
@@ -209,9 +212,10 @@ def _float32_safe_rows(x_stats, a_stats):
     most 2**24 (doubled by the factor -2 folded into the training operand: the even
     integers up to 2**25 are floats too). Three bounds on ``x . a`` are used, each exact in
     int64: Hoelder (1, inf), Cauchy-Schwarz and Hoelder (inf, 1). The statistics come from
-    :func:`_row_stats` (zero training columns add nothing to ``x . a``).
+    :func:`_row_stats` over all columns: the data rows' sums over the GEMM columns are at most
+    those, so the bounds hold for the GEMM's products too.
     """
-    x_l1, x_top, x_l2sq = x_stats  # |x|^2 over all columns bounds that over the GEMM ones
+    x_l1, x_top, x_l2sq = x_stats
     a_l1, a_top, a_l2sq = (int(v.max()) for v in a_stats)
     return ((x_l1 * a_top <= _FLOAT32_EXACT)
             | (x_l2sq * a_l2sq <= _FLOAT32_EXACT**2)
@@ -225,7 +229,10 @@ def _on_both(function, first, second, *args):
 
 
 def prepare(train, data):
-    """Build the GEMM operands and the distance plan (exact lattice if possible)."""
+    """Build the GEMM operands and the distance plan (exact lattice if possible).
+
+    ``train`` and ``data`` are validated float32 or float64 arrays with equal column counts.
+    """
     lattice_train, lattice_data = _on_both(_lattice_codes, train, data)
     if lattice_train:
         columns = np.flatnonzero(lattice_train[1].max(axis=0))
@@ -234,7 +241,7 @@ def prepare(train, data):
     if lattice_train and lattice_data and lattice_train[0] == lattice_data[0]:
         scale, a_codes = lattice_train
         x_codes = lattice_data[1]
-        a_stats, x_stats = _on_both(_row_stats, a_codes, x_codes, columns)
+        a_stats, x_stats = _on_both(_row_stats, a_codes, x_codes)
         if float32_gemm_is_exact():
             mode = np.where(_float32_safe_rows(x_stats, a_stats), "float32", "chunked")
         else:
@@ -244,27 +251,30 @@ def prepare(train, data):
         # |a|^2 - 2 x.a lies in [-2 d 255^2, d 255^2]; int32 holds it up to d = 11,010.
         delta_dtype = np.int32 if 3 * train.shape[1] * MAX_CODE**2 < 2**31 else np.int64
         float64 = bool(np.any(mode == "float64"))
-        train_gemm = -2 * a_codes[:, columns].astype(np.float64 if float64 else np.float32)
+        gemm_type = np.float64 if float64 else np.float32
+        train_gemm = np.multiply(np.take(a_codes, columns, axis=1), gemm_type(-2),
+                                 dtype=gemm_type)
         return Operands(
             plan=plan,
             columns=columns,
             data_source=x_codes,
             data_sqnorm=x_stats[2].astype(np.float64),
             train_sqnorm=a_stats[2].astype(delta_dtype),
-            train_gemm=np.ascontiguousarray(train_gemm),
+            train_gemm=train_gemm,
             gemm_mode=mode,
             delta_dtype=delta_dtype,
             units=float(scale) ** 2,
             n_features=train.shape[1],
         )
     plan = DistancePlan("float64", None, 0, 0, len(data), len(columns))
+    train, data = train.astype(np.float64, copy=False), data.astype(np.float64, copy=False)
     return Operands(
         plan=plan,
         columns=columns,
         data_source=data,
         data_sqnorm=np.einsum("ij,ij->i", data, data),
         train_sqnorm=np.einsum("ij,ij->i", train, train),
-        train_gemm=np.ascontiguousarray(-2 * train[:, columns]),
+        train_gemm=-2 * np.take(train, columns, axis=1),
         gemm_mode=np.full(len(data), "float64"),
         delta_dtype=np.float64,
         units=1.0,
