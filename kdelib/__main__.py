@@ -141,7 +141,7 @@ def sweep_rows(dataset, sigmas, data_dir=None, repeats=1, swap=False, limit=None
                  "mean_log_likelihood": test, "seconds": test_seconds})
     info = {
         "shapes": (x_train.shape, x_val.shape, x_test.shape),
-        "plan": image.distance_plan(x_train, x_val).describe(),
+        "plan": image.distance_plan(x_train, x_val, sigmas).describe(),
         "best_sigma": best,
         "threads": _thread_summary(),
     }

@@ -134,17 +134,38 @@ def test_zero_training_columns_still_count_in_the_distance():
                integer_reference(np.zeros((10, 20)), x, 256, SIGMAS), 1e-13)
 
 
-@pytest.mark.parametrize("setting", [
-    {"LATTICE_SCALES": ()},  # force the float64 expansion
-    {"SPARSE_FRACTION": 1.0},  # every sigma through the gathered near terms
-    {"SPARSE_FRACTION": -1.0},  # every sigma through all terms
-    {"_MAX_TRAIN_CHUNK": 7},  # stream the training set in chunks
-    {"_MAX_TRAIN_CHUNK": 7, "SPARSE_FRACTION": 1.0},  # streamed, near terms per chunk
-    {"_FLOAT32_EXACT": 0},  # no row certified: float32 GEMMs over column chunks
-    {"_FLOAT32_EXACT": 0, "FLOAT32_COLUMNS": 7},  # many column chunks
-    {"_float32_gemm_check": {"ok": False}},  # a BLAS failing the canary: float64 GEMMs
+def _sigma_paths_as_expected(plan):
+    """SIGMAS on random codes: 0.5 and below near terms, 2.0 exp, 1.0 from it, 1.5 exp."""
+    paths = dict(zip(plan.sigmas, plan.sigma_paths))
+    near = all(paths[s] == "near" for s in (0.05, 0.08, 0.1))
+    return near and paths[2.0] == "exp" and paths[1.5] == "exp" and paths[1.0] == ("square", 7, 2)
+
+
+@pytest.mark.parametrize("setting, reported", [
+    ({}, lambda p: p.float32_rows == p.n_rows and _sigma_paths_as_expected(p)),
+    # the float64 expansion
+    ({"LATTICE_SCALES": ()}, lambda p: p.method == "float64" and _sigma_paths_as_expected(p)),
+    # every sigma through the gathered near terms
+    ({"SPARSE_FRACTION": 1.0}, lambda p: set(p.sigma_paths) == {"near"}),
+    # every sigma through all terms: exponentials, and squarings for ratios 2**j, j <= 4
+    ({"SPARSE_FRACTION": -1.0}, lambda p: "near" not in p.sigma_paths
+     and p.sigma_paths.count("exp") == 4 and ("square", 7, 4) in p.sigma_paths),
+    # stream the training set in chunks
+    ({"_MAX_TRAIN_CHUNK": 7}, lambda p: _sigma_paths_as_expected(p)),
+    # streamed, near terms per chunk
+    ({"_MAX_TRAIN_CHUNK": 7, "SPARSE_FRACTION": 1.0}, lambda p: set(p.sigma_paths) == {"near"}),
+    # no row certified: float32 GEMMs over column chunks
+    ({"_FLOAT32_EXACT": 0}, lambda p: p.chunked_rows == p.n_rows),
+    # many column chunks
+    ({"_FLOAT32_EXACT": 0, "FLOAT32_COLUMNS": 7}, lambda p: p.chunked_rows == p.n_rows),
+    # a BLAS failing the canary: float64 GEMMs
+    ({"_float32_gemm_check": {"ok": False}},
+     lambda p: p.method == "lattice" and p.float32_rows == p.chunked_rows == 0),
+    # no squarings: every dense sigma by its own exponential
+    ({"MAX_SQUARINGS": 0}, lambda p: p.sigma_paths[5:] == ("exp", "exp", "exp")),
 ])
-def test_every_internal_path_gives_the_same_values(monkeypatch, setting):
+def test_every_internal_path_gives_the_same_values(monkeypatch, setting, reported):
+    """Each dispatch path, forced, is reported by distance_plan and equals exact integers."""
     rng = np.random.default_rng(6)
     a, x = random_codes(rng, 61, 40), random_codes(rng, 33, 40)
     # far training images first, so the running minimum moves when streaming
@@ -152,6 +173,8 @@ def test_every_internal_path_gives_the_same_values(monkeypatch, setting):
     a = a[order]
     for name, value in setting.items():
         monkeypatch.setattr(_plan if hasattr(_plan, name) else _kernels, name, value)
+    plan = image.distance_plan(a / 256, x / 256, SIGMAS)
+    assert reported(plan), plan.describe()
     got = image.log_likelihood(a / 256, x / 256, SIGMAS, per_sample=True, block_size=9)
     assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
 

@@ -39,12 +39,13 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     per_sample : bool, default=False
         Return the value of every row of ``data`` instead of the mean.
     block_size : int, optional
-        Rows of ``data`` per GEMM block. The default keeps a block near 2 million distances
-        (8-16 MiB of cross products); peak memory is about ``n_threads`` blocks plus the
-        inputs and their integer codes.
+        Rows of ``data`` per GEMM block. The default keeps a block near 8 million distances
+        (32 MiB of float32 cross products), with at least two blocks per worker; peak memory
+        is about ``n_threads`` blocks plus the inputs and their integer codes.
     n_threads : int, optional
-        Worker threads over row blocks; default the BLAS thread count. While they run, the
-        BLAS is limited to one thread per worker (process-wide).
+        Worker threads over row blocks; default :func:`kdelib._parallel.n_workers` (the CPUs
+        this process may use, at most the BLAS thread count). While they run, the BLAS is
+        limited to one thread per worker (process-wide).
     progress : bool, optional
         Show a tqdm progress bar; default only for long runs on a terminal.
     device : {None, "cpu", "cuda", "cuda:N"}, optional
@@ -59,7 +60,7 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     Raises
     ------
     ValueError
-        Non-2-D or empty arrays, different numbers of pixels, NaN or infinite values,
+        Non-2-D or empty arrays, different numbers of columns, NaN or infinite values,
         non-positive sigmas, a non-positive ``block_size`` or ``n_threads``, an unknown
         device.
     ImportError
@@ -70,7 +71,7 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     See Also
     --------
     reference_log_likelihood : the plain float64 computation, for checks.
-    distance_plan : which exact arithmetic is used for a pair of arrays.
+    distance_plan : which exact arithmetic and which evaluation of each sigma are used.
 
     Notes
     -----
@@ -92,8 +93,9 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     integer below :math:`2^{24}` (in any summation order); other rows (all of CIFAR) run as
     float32 GEMMs over chunks of 256 pixels (:math:`256 \cdot 255^2 < 2^{24}`) added in
     float64, exact below :math:`2^{53}`. A BLAS that fails a float32 exactness check at the
-    first call gets float64 GEMMs instead (also exact on the lattice). Pixels that are zero in every training image are left out of the GEMM
-    (their products are exactly zero) but kept in :math:`\lVert x\rVert^2`. Otherwise the
+    first call gets float64 GEMMs instead (also exact on the lattice). Pixels that are zero
+    in every training image are left out of the GEMM (their products are exactly zero) but
+    kept in :math:`\lVert x\rVert^2`. Otherwise the
     expansion runs in float64 and each distance carries an absolute rounding error near
     :math:`\epsilon(\lVert x\rVert^2 + \lVert a\rVert^2)`, clamped at zero.
     :func:`distance_plan` reports the choice.
@@ -102,21 +104,25 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     :math:`m` of the distances; terms :math:`e^{-(D_i - m)/(2\sigma^2)} \le 1` are summed
     and rescaled when the minimum moves. A term with :math:`(D_i - m)/(2\sigma^2) > T`,
     :math:`T = \log k + 60 \log 2`, is dropped only when few terms are that close (small
-    sigma): all dropped terms together are below :math:`k e^{-T} = 2^{-60}` of the sum,
-    which holds the term :math:`1`. On the lattice the remaining exponentials come from two
-    tables, :math:`e^{-\delta c} = H[\delta \gg b]\, L[\delta \mathbin{\&} (2^b - 1)]` for the
-    exact integer :math:`\delta = D_i - m` (a relative error of a few units in the last
-    place); otherwise from ``np.exp``. A sigma whose :math:`c = 1/(2\sigma^2)` is
-    :math:`2^j` times that of another (:math:`j \le 4`, e.g. 1 and 2) reuses its terms by
-    :math:`j` squarings, :math:`e^{-2x} = (e^{-x})^2`, which keeps the relative error within
-    :math:`2^j` times that of the base term.
+    sigma, path ``"near"``: those terms are gathered once for all such sigmas): all dropped
+    terms together are below :math:`k e^{-T} = 2^{-60}` of the sum, which holds the term
+    :math:`1`. Every other sigma evaluates all terms (path ``"exp"``) as
+    ``np.exp(-delta * c)`` with the exact integer :math:`\delta = D_i - m` on the lattice:
+    the argument is one rounding from exact and the exponential a few units in the last
+    place. A sigma whose :math:`c = 1/(2\sigma^2)` is :math:`2^j` times that of another
+    (:math:`j \le 4`, e.g. 1 and 2) takes that one's terms and squares them :math:`j` times
+    in place (path ``("square", ...)``), :math:`e^{-2x} = (e^{-x})^2`, which keeps the
+    relative error within :math:`2^j` times that of the base term. Row sums are
+    matrix-vector products. The paths are chosen once per call from the distances of the
+    first data rows; :func:`distance_plan` with ``sigmas`` reports them.
 
     *Work and memory.* Rows of ``data`` are split into blocks run by ``n_threads`` workers,
     each with a single-threaded BLAS (no idle BLAS threads compete with the element-wise
-    passes); a block's GEMM output is consumed in sub-blocks of about :math:`2^{17}` values
+    passes); a block's GEMM output is consumed in sub-blocks of about :math:`2^{16}` values
     that stay in cache. Memory per worker: the block's cross products, the scratch arrays of
     one sub-block, and the gathered near terms of the small sigmas (at most a fraction of the
-    block). The GPU path ignores ``n_threads`` and ``progress``.
+    block). float32 inputs are read as they are (no float64 copy). The GPU path ignores
+    ``n_threads`` and ``progress``.
 
     *Checking against scikit-learn.* ``KernelDensity(bandwidth=sigma)`` is the same estimator;
     with ``leaf_size >= len(train)`` it agrees to about :math:`10^{-14}`, with its default tree

@@ -30,6 +30,7 @@ MAX_SQUARINGS = 4
 _TARGET_BLOCK_ELEMENTS = 1 << 23  # data rows x train rows per GEMM block (32 MiB of float32)
 _TARGET_SUBBLOCK_ELEMENTS = 1 << 16  # elements per element-wise pass (stays in L2)
 _MAX_TRAIN_CHUNK = 1 << 15  # train rows per GEMM; longer training sets are streamed
+_SAMPLE_ROWS = 64  # data rows whose distances choose the evaluation of each sigma
 
 # ---------------------------------------------------------------------------------------------
 # Per-sigma constants: scales and drop thresholds
@@ -41,7 +42,9 @@ class _Kernel:
     drop: np.ndarray  # a term with delta > drop[s] is negligible for sigma s
 
 
-def _kernel(sigmas, operands, n_train):
+def make_kernel(sigmas, operands):
+    """Per-sigma ``1 / (2 sigma^2)`` in distance units and the distance beyond which terms drop."""
+    n_train = operands.train_sqnorm.shape[0]
     coef = 1.0 / (2.0 * sigmas**2 * operands.units)
     # Each dropped term is below exp(-T) times the row's largest term, and there are fewer
     # than n_train of them: the sum loses less than n_train * exp(-T) = 2**-NEGLIGIBLE_LOG2
@@ -198,17 +201,37 @@ def _cross_products(x_op, train_op, mode):
     return total
 
 
-def _score_block(rows, operands, kernel, mode, chunk, subblock):
+def _gemm_operand(operands, rows):
+    """The data rows' GEMM operand: their codes (or values) over the GEMM columns, C-ordered."""
+    source = np.take(operands.data_source[rows], operands.columns, axis=1)
+    return source.astype(operands.train_gemm.dtype)
+
+
+def _distances(cross, train_sqnorm, x_sqnorm, on_lattice, out):
+    """Squared distances into ``out``, up to the per-row constant ``|x|^2`` on the lattice.
+
+    On the lattice ``|a|^2 - 2 x.a`` in exact integers (``|x|^2`` is added to the row minimum
+    at the end); otherwise the float64 expansion, clamped at zero (rounding can make it
+    negative).
+    """
+    np.copyto(out, cross, casting="unsafe")
+    np.add(out, train_sqnorm, out=out)
+    if not on_lattice:
+        out += x_sqnorm[:, None]
+        np.maximum(out, 0.0, out=out)
+    return out
+
+
+def _score_block(rows, operands, kernel, schedule, mode, chunk, subblock):
     """Running minimum (r,) and sums (s, r) for the data rows ``rows``."""
     on_lattice = operands.plan.method == "lattice"
     train_op = operands.train_gemm
-    x_op = np.take(operands.data_source[rows], operands.columns, axis=1).astype(train_op.dtype)
+    x_op = _gemm_operand(operands, rows)
     x_sqnorm = operands.data_sqnorm[rows]
     n_train = train_op.shape[0]
     row_min = np.full(len(rows), np.inf)
     sums = np.zeros((len(kernel.coef), len(rows)))
     near = []
-    schedule = None
     workspace = None
     for start in range(0, n_train, chunk):
         stop = min(start + chunk, n_train)
@@ -219,15 +242,8 @@ def _score_block(rows, operands, kernel, mode, chunk, subblock):
                                    operands.delta_dtype)
         for r0 in range(0, len(rows), subblock):
             r1 = min(r0 + subblock, len(rows))
-            delta = workspace.delta[:r1 - r0]
-            # On the lattice |a|^2 - 2 x.a in exact integers; |x|^2 is added to the minimum.
-            np.copyto(delta, cross[r0:r1], casting="unsafe")
-            np.add(delta, train_sqnorm, out=delta)
-            if not on_lattice:
-                delta += x_sqnorm[r0:r1, None]
-                np.maximum(delta, 0.0, out=delta)  # rounding can make |x - a|^2 < 0
-            if schedule is None:
-                schedule = _schedule(delta - delta.min(axis=1)[:, None], kernel)
+            _distances(cross[r0:r1], train_sqnorm, x_sqnorm[r0:r1], on_lattice,
+                       workspace.delta[:r1 - r0])
             part = []
             _accumulate(workspace, r1 - r0, row_min[r0:r1], sums[:, r0:r1], kernel,
                         schedule, part)
@@ -238,6 +254,43 @@ def _score_block(rows, operands, kernel, mode, chunk, subblock):
     if on_lattice:
         row_min += x_sqnorm
     return row_min, sums
+
+
+def sample_schedule(operands, kernel, n_sample=_SAMPLE_ROWS):
+    """The :class:`_Schedule` for all blocks, from the first ``n_sample`` data rows.
+
+    Their distances to the first training chunk are computed with the arithmetic of their
+    GEMM mode; the schedule only chooses between exact evaluations (which terms are gathered
+    first), so a sample suffices.
+    """
+    mode = operands.gemm_mode[0]
+    rows = np.arange(min(n_sample, len(operands.gemm_mode)))
+    rows = rows[operands.gemm_mode[rows] == mode]
+    train_op = operands.train_gemm[:_MAX_TRAIN_CHUNK]
+    cross = _cross_products(_gemm_operand(operands, rows), train_op, mode)
+    delta = np.empty(cross.shape, dtype=operands.delta_dtype)
+    _distances(cross, operands.train_sqnorm[:len(train_op)], operands.data_sqnorm[rows],
+               operands.plan.method == "lattice", delta)
+    return _schedule(delta - delta.min(axis=1)[:, None], kernel)
+
+
+def sigma_paths(schedule, n_sigmas):
+    """Per sigma, how its terms are evaluated: ``"near"``, ``"exp"`` or ``("square", j, t)``.
+
+    ``"near"``: only the gathered terms within the drop distance (small sigma); ``"exp"``:
+    every term by an exponential; ``("square", j, t)``: every term by ``t`` squarings of the
+    terms of sigma number ``j``.
+    """
+    paths = [None] * n_sigmas
+    for s in schedule.sparse:
+        paths[s] = "near"
+    for base, chain in schedule.dense:
+        paths[base] = "exp"
+        total = 0
+        for s, times in chain:
+            total += times
+            paths[s] = ("square", int(base), total)
+    return tuple(paths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +318,7 @@ def cpu_log_likelihood(train, data, sig, block_size, n_threads, progress):
     del train, data  # the operands hold what is needed
     n_train = operands.train_sqnorm.shape[0]
     n_rows = operands.data_source.shape[0]
-    kernel = _kernel(sig, operands, n_train)
+    kernel = make_kernel(sig, operands)
     chunk = min(n_train, _MAX_TRAIN_CHUNK)
     workers = n_workers(n_threads)
     # Large blocks (each GEMM call packs the whole training operand once), but at least two
@@ -275,9 +328,11 @@ def cpu_log_likelihood(train, data, sig, block_size, n_threads, progress):
     subblock = max(1, min(block_rows, _TARGET_SUBBLOCK_ELEMENTS // chunk))
     blocks = _blocks(operands, block_rows)
 
+    schedule = sample_schedule(operands, kernel)
+
     def score(block):
         rows, mode = block
-        return rows, _score_block(rows, operands, kernel, mode, chunk, subblock)
+        return rows, _score_block(rows, operands, kernel, schedule, mode, chunk, subblock)
 
     work = float(n_rows) * n_train * operands.plan.gemm_columns
     bar = None

@@ -7,12 +7,12 @@ partial sums are certified below ``2**24``, float32 GEMMs over column chunks of 
 float64 GEMMs. Other data use the float64 expansion. :func:`distance_plan` reports the choice.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .._parallel import run_tasks
-from .._validation import as_2d_real, check_same_columns
+from .._validation import as_2d_real, as_positive_1d, check_same_columns
 
 #: Largest integer code accepted for the exact lattice path (8-bit pixel intensities).
 MAX_CODE = 255
@@ -53,6 +53,14 @@ class DistancePlan:
     gemm_columns : int
         Columns entering the GEMM: pixels that are zero in every training image are left out
         (their products are exactly zero).
+    sigmas : tuple of float
+        The sigmas the plan was made for (empty when none were given).
+    sigma_paths : tuple
+        Per sigma, how its kernel terms are evaluated: ``"near"`` (only the terms within the
+        drop distance of the row's nearest training image, gathered once for all such sigmas:
+        small sigma), ``"exp"`` (every term, one exponential each), or ``("square", j, t)``
+        (every term, by ``t`` squarings of the terms of ``sigmas[j]``, whose
+        ``1 / (2 sigma^2)`` is ``2**-t`` times this one's).
 
     Examples
     --------
@@ -69,6 +77,8 @@ class DistancePlan:
     chunked_rows: int
     n_rows: int
     gemm_columns: int
+    sigmas: tuple = ()
+    sigma_paths: tuple = ()
 
     def describe(self):
         """One line for logs and the command-line table.
@@ -84,9 +94,19 @@ class DistancePlan:
             other = self.n_rows - self.float32_rows - self.chunked_rows
             gemm = (f"float32 GEMM for {self.float32_rows} of {self.n_rows} rows, "
                     f"column-chunked float32 for {self.chunked_rows}, float64 for {other}")
-            return (f"exact integer distances (values k/{self.scale}); {gemm}; "
+            text = (f"exact integer distances (values k/{self.scale}); {gemm}; "
                     f"{self.gemm_columns} GEMM columns")
-        return f"float64 GEMM expansion, {self.gemm_columns} GEMM columns"
+        else:
+            text = f"float64 GEMM expansion, {self.gemm_columns} GEMM columns"
+        paths = []
+        for sigma, path in zip(self.sigmas, self.sigma_paths):
+            if path == "near":
+                paths.append(f"{sigma:g} near terms")
+            elif path == "exp":
+                paths.append(f"{sigma:g} exp")
+            else:
+                paths.append(f"{sigma:g} = {self.sigmas[path[1]]:g} squared {path[2]}x")
+        return text + (f"; sigmas: {', '.join(paths)}" if paths else "")
 
 
 @dataclass
@@ -105,7 +125,7 @@ class Operands:
     n_features: int
 
 
-def distance_plan(train, data):
+def distance_plan(train, data, sigmas=None):
     """Return the :class:`DistancePlan` that :func:`~kdelib.image.log_likelihood` uses.
 
     Parameters
@@ -114,6 +134,10 @@ def distance_plan(train, data):
         Kernel centres, one flattened image per row.
     data : array-like, shape (n, d)
         Evaluation points.
+    sigmas : float or array-like of shape (s,), optional
+        With sigmas, the plan also says how each sigma's kernel terms are evaluated
+        (``sigma_paths``), chosen as :func:`~kdelib.image.log_likelihood` chooses them: from
+        the distances of the first data rows.
 
     Returns
     -------
@@ -130,11 +154,22 @@ def distance_plan(train, data):
     'lattice'
     >>> distance_plan(x + 0.1, x).method
     'float64'
+    >>> images = np.arange(40).reshape(10, 4) * 6 / 256
+    >>> distance_plan(images, images, [0.01, 10.0, 20.0]).sigma_paths
+    ('near', ('square', 2, 2), 'exp')
     """
     train = as_2d_real(train, "train")
     data = as_2d_real(data, "data")
     check_same_columns(train, data, "train", "data")
-    return prepare(train, data).plan
+    operands = prepare(train, data)
+    if sigmas is None:
+        return operands.plan
+    from ._kernels import make_kernel, sample_schedule, sigma_paths  # they build on this module
+
+    sig, _ = as_positive_1d(sigmas, "sigmas")
+    schedule = sample_schedule(operands, make_kernel(sig, operands))
+    return replace(operands.plan, sigmas=tuple(float(v) for v in sig),
+                   sigma_paths=sigma_paths(schedule, len(sig)))
 
 
 def _lattice_codes(x, rows_per_chunk=_ROWS_PER_CHUNK):
