@@ -118,7 +118,7 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
 
     *Work and memory.* Rows of ``data`` are split into blocks run by ``n_threads`` workers,
     each with a single-threaded BLAS (no idle BLAS threads compete with the element-wise
-    passes); a block's GEMM output is consumed in sub-blocks of about :math:`2^{16}` values
+    passes); a block's GEMM output is consumed in sub-blocks of about :math:`2^{17}` values
     that stay in cache. Memory per worker: the block's cross products, the scratch arrays of
     one sub-block, and the gathered near terms of the small sigmas (at most a fraction of the
     block). float32 inputs are read as they are (no float64 copy). The GPU path ignores

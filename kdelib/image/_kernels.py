@@ -28,7 +28,7 @@ SPARSE_FRACTION = 0.2
 MAX_SQUARINGS = 4
 
 _TARGET_BLOCK_ELEMENTS = 1 << 23  # data rows x train rows per GEMM block (32 MiB of float32)
-_TARGET_SUBBLOCK_ELEMENTS = 1 << 16  # elements per element-wise pass (stays in L2)
+_TARGET_SUBBLOCK_ELEMENTS = 1 << 17  # elements per element-wise pass (stays in L2)
 _MAX_TRAIN_CHUNK = 1 << 15  # train rows per GEMM; longer training sets are streamed
 _SAMPLE_ROWS = 64  # data rows whose distances choose the evaluation of each sigma
 
