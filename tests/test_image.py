@@ -103,6 +103,24 @@ def test_other_lattices(scale):
     assert_rel(got, direct_reference(train, data, sigmas), 1e-12)
 
 
+def test_float32_inputs_are_read_exactly_as_given():
+    """float32 k/256 stays on the lattice; float32 k/255 and normal data take float64."""
+    rng = np.random.default_rng(16)
+    a, x = random_codes(rng, 90, 30), random_codes(rng, 40, 30)
+    train, data = (a / 256).astype(np.float32), (x / 256).astype(np.float32)
+    assert image.distance_plan(train, data).method == "lattice"
+    got = image.log_likelihood(train, data, SIGMAS, per_sample=True)
+    assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
+    # float32(k / 255) is not k / 255: the values as stored are the data
+    train, data = (a / 255).astype(np.float32), (x / 255).astype(np.float32)
+    assert image.distance_plan(train, data).method == "float64"
+    got = image.log_likelihood(train, data, SIGMAS, per_sample=True)
+    assert_rel(got, direct_reference(train, data, SIGMAS), 1e-12)
+    train, data = rng.normal(size=(50, 6)).astype(np.float32), rng.normal(size=(20, 6))
+    got = image.log_likelihood(train, data, [0.3, 1.0], per_sample=True)
+    assert_rel(got, direct_reference(train, data, [0.3, 1.0]), 1e-12)
+
+
 def test_float32_bound_sends_heavy_rows_to_float64():
     """Rows whose cross products could pass 2**24 are not computed in float32."""
     rng = np.random.default_rng(4)
