@@ -35,6 +35,7 @@ from statsmodels.nonparametric.kde import KDEUnivariate
 import kdelib
 from kdelib import GaussianKDE
 from kdelib import normal_mixture as nm
+from kdelib._parallel import n_workers
 from kdelib.bandwidth import scott_bandwidth
 
 BINNED_TOL = 1e-8
@@ -148,7 +149,7 @@ def describe_environment():
           f"kdelib {kdelib.__version__}")
     print(f"os.cpu_count() = {os.cpu_count()}, usable cores = {len(os.sched_getaffinity(0))}, "
           f"load average = {os.getloadavg()}")
-    print(f"kdelib worker threads = {nm._n_workers()} (exact path; BLAS limited to 1 inside)")
+    print(f"kdelib worker threads = {n_workers()} (exact path; BLAS limited to 1 inside)")
     for pool in threadpoolctl.threadpool_info():
         print(f"threadpool: {pool.get('user_api')} {pool.get('internal_api')} "
               f"num_threads={pool.get('num_threads')} {pool.get('version')}")

@@ -141,7 +141,7 @@ def sweep_rows(dataset, sigmas, data_dir=None, repeats=1, swap=False, limit=None
                  "mean_log_likelihood": test, "seconds": test_seconds})
     info = {
         "shapes": (x_train.shape, x_val.shape, x_test.shape),
-        "plan": image.distance_plan(x_train, x_val).describe(),
+        "plan": image.distance_plan(x_train, x_val, sigmas).describe(),
         "best_sigma": best,
         "threads": _thread_summary(),
     }
@@ -151,11 +151,11 @@ def sweep_rows(dataset, sigmas, data_dir=None, repeats=1, swap=False, limit=None
 def _thread_summary():
     from threadpoolctl import threadpool_info
 
-    from .image import _blas_threads
+    from ._parallel import n_workers
 
     blas = ", ".join(f"{i['internal_api']} {i['version']}" for i in threadpool_info()
                      if i["user_api"] == "blas")
-    return f"{_blas_threads()} worker threads, each with a single-threaded BLAS ({blas})"
+    return f"{n_workers()} worker threads, each with a single-threaded BLAS ({blas})"
 
 
 def format_table(rows, info, swap, repeats):

@@ -11,16 +11,20 @@ import numpy as np
 __all__ = [
     "as_1d_float",
     "as_2d_float",
+    "as_2d_real",
     "as_float_array",
     "as_positive_1d",
     "check_bandwidth",
+    "check_bounds",
     "check_choice",
+    "check_device",
     "check_interval",
     "check_log_probability",
     "check_n_samples",
     "check_positive_int",
     "check_probability",
     "check_real",
+    "check_same_columns",
     "check_spread",
     "check_weights",
 ]
@@ -271,3 +275,45 @@ def check_bounds(bounds, name="bounds"):
             f"{name} must satisfy lower < upper with lower < inf and upper > -inf; got {bounds!r}."
         )
     return lower, upper
+
+
+def check_same_columns(first, second, first_name, second_name):
+    """Raise unless two 2-D arrays have the same number of columns (features per row)."""
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(
+            f"{first_name} and {second_name} must have the same number of columns (features, e.g. "
+            f"pixels per image); got {first.shape[1]} and {second.shape[1]}."
+        )
+
+
+def check_device(device):
+    """Return ``None`` for the CPU (``None`` or ``"cpu"``), else the CUDA device index.
+
+    Accepted: ``None``, ``"cpu"``, ``"cuda"`` (device 0) and ``"cuda:N"``; case and surrounding
+    spaces are ignored.
+    """
+    if device is None:
+        return None
+    name = str(device).strip().lower()
+    if name == "cpu":
+        return None
+    if name == "cuda":
+        return 0
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return int(name[5:])
+    raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+
+
+def as_2d_real(x, name="X"):
+    """Like :func:`as_2d_float`, but a float32 array stays float32 (no copy): for large images.
+
+    Any other input becomes float64. The checks (2-D, non-empty, finite) are those of
+    :func:`as_2d_float`.
+    """
+    arr = np.asarray(x)
+    if arr.dtype not in (np.float32, np.float64):
+        return as_2d_float(arr, name)
+    _check_finite(arr, name)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] == 0:
+        return as_2d_float(arr, name)  # raises with the message for the shape
+    return arr

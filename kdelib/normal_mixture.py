@@ -98,15 +98,13 @@ Examples
 -40.0
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
 from scipy.optimize import elementwise
 from scipy.special import erfcx, log_ndtr, logsumexp, ndtr, ndtri_exp
-from threadpoolctl import threadpool_limits
 
+from ._parallel import n_workers, run_tasks
 from ._validation import as_float_array, check_log_probability, check_probability
 from .base import DensityMixin, quantile_by_tail
 
@@ -137,13 +135,6 @@ _BLOCK_ELEMENTS = 1 << 18
 _PARALLEL_MIN_TERMS = 1 << 20
 # Upper limit on iterations of the root finder (each halves the bracket at worst).
 _PPF_MAXITER = 400
-
-
-def _n_workers():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return max(1, os.cpu_count() or 1)
 
 
 class _Mixture:
@@ -236,7 +227,7 @@ class _Mixture:
         rows = max(1, _BLOCK_ELEMENTS // cols)
         col_slices = [slice(j, min(j + cols, n)) for j in range(0, n, cols)]
         row_slices = [slice(i, min(i + rows, m)) for i in range(0, m, rows)]
-        workers = _n_workers()
+        workers = n_workers()
         if m * n < _PARALLEL_MIN_TERMS or workers == 1:
             for rs in row_slices:
                 out[rs] = self._row_block(x[rs], kernel, combine, col_slices)
@@ -246,17 +237,17 @@ class _Mixture:
         n_groups = max(1, min(len(col_slices), -(-2 * workers // len(row_slices))))
         groups = [col_slices[g::n_groups] for g in range(n_groups)]
         tasks = [(rs, grp) for rs in row_slices for grp in groups]
-        # One BLAS thread per worker: the weighted reductions are matrix-vector products, and
-        # idle OpenBLAS threads spinning on the other core slow the element-wise work.
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            results = pool.map(lambda t: self._row_block(x[t[0]], kernel, combine, t[1]), tasks)
-            filled = set()
-            for (rs, _), part in zip(tasks, results):
-                if rs.start in filled:
-                    out[rs] = combine(out[rs], part)
-                else:
-                    out[rs] = part
-                    filled.add(rs.start)
+        # run_tasks holds BLAS to one thread per worker: the weighted reductions are
+        # matrix-vector products, and idle BLAS threads spinning on the other core slow the
+        # element-wise work.
+        results = run_tasks(lambda t: self._row_block(x[t[0]], kernel, combine, t[1]), tasks, workers)
+        filled = set()
+        for (rs, _), part in zip(tasks, results):
+            if rs.start in filled:
+                out[rs] = combine(out[rs], part)
+            else:
+                out[rs] = part
+                filled.add(rs.start)
         return out
 
     @staticmethod

@@ -11,7 +11,6 @@ project (built once per test session; pip installs from PyPI or its cache).
 import json
 import re
 import subprocess
-import sys
 import textwrap
 import venv
 from pathlib import Path

@@ -1,10 +1,8 @@
 """Tests of kdelib.image: exactness against independent references, dispatch, bounds, errors."""
 
 import math
-import os
 import sys
 import warnings
-from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -16,9 +14,9 @@ from scipy.special import logsumexp
 
 from hypothesis_profiles import examples
 from kdelib import image
+from kdelib.image import _gpu, _kernels, _plan
 
 SIGMAS = np.array([0.05, 0.08, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0])
-MNIST_FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
 
 
 # ------------------------------------------------------------------------------------------
@@ -66,19 +64,11 @@ def random_codes(rng, n, d, density=0.3, top=255):
 # MNIST (skipped without the files)
 
 
-def mnist_dir():
-    folder = os.environ.get("KDELIB_DATA", "")
-    if not folder or not all((Path(folder) / name).is_file() for name in MNIST_FILES):
-        pytest.skip("MNIST files not found: set KDELIB_DATA to the folder holding the IDX .gz "
-                    "files (e.g. ../shared/data/mnist)")
-    return folder
-
-
 @pytest.fixture(scope="module")
-def mnist():
+def mnist(mnist_dir):
     from kdelib.datasets import mnist_splits
 
-    return mnist_splits(data_dir=mnist_dir())
+    return mnist_splits(data_dir=mnist_dir)
 
 
 # ------------------------------------------------------------------------------------------
@@ -114,6 +104,24 @@ def test_other_lattices(scale):
     assert_rel(got, direct_reference(train, data, sigmas), 1e-12)
 
 
+def test_float32_inputs_are_read_exactly_as_given():
+    """float32 k/256 stays on the lattice; float32 k/255 and normal data take float64."""
+    rng = np.random.default_rng(16)
+    a, x = random_codes(rng, 90, 30), random_codes(rng, 40, 30)
+    train, data = (a / 256).astype(np.float32), (x / 256).astype(np.float32)
+    assert image.distance_plan(train, data).method == "lattice"
+    got = image.log_likelihood(train, data, SIGMAS, per_sample=True)
+    assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
+    # float32(k / 255) is not k / 255: the values as stored are the data
+    train, data = (a / 255).astype(np.float32), (x / 255).astype(np.float32)
+    assert image.distance_plan(train, data).method == "float64"
+    got = image.log_likelihood(train, data, SIGMAS, per_sample=True)
+    assert_rel(got, direct_reference(train, data, SIGMAS), 1e-12)
+    train, data = rng.normal(size=(50, 6)).astype(np.float32), rng.normal(size=(20, 6))
+    got = image.log_likelihood(train, data, [0.3, 1.0], per_sample=True)
+    assert_rel(got, direct_reference(train, data, [0.3, 1.0]), 1e-12)
+
+
 def test_float32_bound_sends_heavy_rows_to_float64():
     """Rows whose cross products could pass 2**24 are not computed in float32."""
     rng = np.random.default_rng(4)
@@ -124,7 +132,7 @@ def test_float32_bound_sends_heavy_rows_to_float64():
     plan = image.distance_plan(a / 256, x / 256)
     assert plan.method == "lattice" and plan.float32_rows <= 35
     assert plan.chunked_rows == 40 - plan.float32_rows
-    safe = image._prepare(a / 256.0, x / 256.0).gemm_mode == "float32"
+    safe = _plan.prepare(a / 256.0, x / 256.0).gemm_mode == "float32"
     exact_dot = x.astype(np.int64) @ a.astype(np.int64).T
     assert np.all(exact_dot[safe].max(axis=1) <= 2**24)  # the certificate holds
     assert not safe[:5].any()
@@ -145,31 +153,54 @@ def test_zero_training_columns_still_count_in_the_distance():
                integer_reference(np.zeros((10, 20)), x, 256, SIGMAS), 1e-13)
 
 
-@pytest.mark.parametrize("setting", [
-    {"LATTICE_SCALES": ()},  # force the float64 expansion
-    {"SPARSE_FRACTION": 1.0},  # every sigma through the gathered near terms
-    {"SPARSE_FRACTION": -1.0},  # every sigma through all terms
-    {"_MAX_TRAIN_CHUNK": 7},  # stream the training set in chunks
-    {"_MAX_TRAIN_CHUNK": 7, "SPARSE_FRACTION": 1.0},  # streamed, near terms per chunk
-    {"_FLOAT32_EXACT": 0},  # no row certified: float32 GEMMs over column chunks
-    {"_FLOAT32_EXACT": 0, "FLOAT32_COLUMNS": 7},  # many column chunks
-    {"_float32_gemm_check": {"ok": False}},  # a BLAS failing the canary: float64 GEMMs
+def _sigma_paths_as_expected(plan):
+    """SIGMAS on random codes: 0.5 and below near terms, 2.0 exp, 1.0 from it, 1.5 exp."""
+    paths = dict(zip(plan.sigmas, plan.sigma_paths))
+    near = all(paths[s] == "near" for s in (0.05, 0.08, 0.1))
+    return near and paths[2.0] == "exp" and paths[1.5] == "exp" and paths[1.0] == ("square", 7, 2)
+
+
+@pytest.mark.parametrize("setting, reported", [
+    ({}, lambda p: p.float32_rows == p.n_rows and _sigma_paths_as_expected(p)),
+    # the float64 expansion
+    ({"LATTICE_SCALES": ()}, lambda p: p.method == "float64" and _sigma_paths_as_expected(p)),
+    # every sigma through the gathered near terms
+    ({"SPARSE_FRACTION": 1.0}, lambda p: set(p.sigma_paths) == {"near"}),
+    # every sigma through all terms: exponentials, and squarings for ratios 2**j, j <= 4
+    ({"SPARSE_FRACTION": -1.0}, lambda p: "near" not in p.sigma_paths
+     and p.sigma_paths.count("exp") == 4 and ("square", 7, 4) in p.sigma_paths),
+    # stream the training set in chunks
+    ({"_MAX_TRAIN_CHUNK": 7}, lambda p: _sigma_paths_as_expected(p)),
+    # streamed, near terms per chunk
+    ({"_MAX_TRAIN_CHUNK": 7, "SPARSE_FRACTION": 1.0}, lambda p: set(p.sigma_paths) == {"near"}),
+    # no row certified: float32 GEMMs over column chunks
+    ({"_FLOAT32_EXACT": 0}, lambda p: p.chunked_rows == p.n_rows),
+    # many column chunks
+    ({"_FLOAT32_EXACT": 0, "FLOAT32_COLUMNS": 7}, lambda p: p.chunked_rows == p.n_rows),
+    # a BLAS failing the canary: float64 GEMMs
+    ({"_float32_gemm_check": {"ok": False}},
+     lambda p: p.method == "lattice" and p.float32_rows == p.chunked_rows == 0),
+    # no squarings: every dense sigma by its own exponential
+    ({"MAX_SQUARINGS": 0}, lambda p: p.sigma_paths[5:] == ("exp", "exp", "exp")),
 ])
-def test_every_internal_path_gives_the_same_values(monkeypatch, setting):
+def test_every_internal_path_gives_the_same_values(monkeypatch, setting, reported):
+    """Each dispatch path, forced, is reported by distance_plan and equals exact integers."""
     rng = np.random.default_rng(6)
     a, x = random_codes(rng, 61, 40), random_codes(rng, 33, 40)
     # far training images first, so the running minimum moves when streaming
     order = np.argsort(-cdist(x[:1] / 256, a / 256).ravel())
     a = a[order]
     for name, value in setting.items():
-        monkeypatch.setattr(image, name, value)
+        monkeypatch.setattr(_plan if hasattr(_plan, name) else _kernels, name, value)
+    plan = image.distance_plan(a / 256, x / 256, SIGMAS)
+    assert reported(plan), plan.describe()
     got = image.log_likelihood(a / 256, x / 256, SIGMAS, per_sample=True, block_size=9)
     assert_rel(got, integer_reference(a, x, 256, SIGMAS), 1e-13)
 
 
 def test_dropped_terms_respect_the_documented_bound(monkeypatch):
     """With a loose cut-off (2**-5) the error is visible and stays below k * exp(-T)."""
-    monkeypatch.setattr(image, "NEGLIGIBLE_LOG2", 5)
+    monkeypatch.setattr(_kernels, "NEGLIGIBLE_LOG2", 5)
     k, sigma = 400, 0.1
     threshold = math.log(k) + 5 * math.log(2)
     # one training image at the data point, the others just beyond the cut-off
@@ -178,42 +209,34 @@ def test_dropped_terms_respect_the_documented_bound(monkeypatch):
     angles = np.linspace(0, 2 * np.pi, k - 1, endpoint=False)
     train[1:] = radius * np.c_[np.cos(angles), np.sin(angles)]
     data = np.zeros((1, 2))
-    monkeypatch.setattr(image, "SPARSE_FRACTION", 1.0)  # make sure the cut-off is applied
+    monkeypatch.setattr(_kernels, "SPARSE_FRACTION", 1.0)  # make sure the cut-off is applied
     got = image.log_likelihood(train, data, sigma, per_sample=True)[0]
     full = direct_reference(train, data, sigma)[0, 0]
     dropped = full - got
     assert 0 < dropped <= k * math.exp(-threshold)
 
 
-def test_exponential_tables_are_accurate():
-    coef = np.array([1 / (2 * 2.0**2 * 65536), 1 / (2 * 0.5**2 * 65536)])
-    max_delta = 784 * 255**2
-    shift, tables = image._exp_tables(coef, max_delta)
+def test_dense_exponentials_and_squarings_are_accurate():
+    """sigma = 2 and 1.5 by exp, sigma = 1 by two squarings of sigma = 2's terms, vs mpmath."""
+    sig = np.array([1.5, 2.0, 1.0])
+    coef = 1 / (2 * sig**2 * 65536)
+    kernel = _kernels._Kernel(coef=coef, drop=np.full(3, np.inf))
     rng = np.random.default_rng(7)
-    deltas = np.r_[0, 1, (1 << shift) - 1, 1 << shift, max_delta, rng.integers(0, max_delta, 300)]
-    for c, (hi, lo) in zip(coef, tables):
-        got = np.take(hi, deltas >> shift, mode="clip") * lo[deltas & ((1 << shift) - 1)]
-        for delta, value in zip(deltas, got):
-            exact = mpmath.exp(-mpmath.mpf(int(delta)) * mpmath.mpf(float(c)))
-            if exact < mpmath.mpf(2) ** -1000:  # below the normal range: must be tiny or zero
-                assert value <= 2.0**-1000
-                continue
-            rel = abs((mpmath.mpf(float(value)) - exact) / exact)
-            # argument rounding (~exponent * eps) plus a few ulps of exp and product
-            assert rel <= (4 + delta * c) * 2.0**-53
-
-
-def test_squared_terms_keep_relative_accuracy():
-    """sigma = 1 from sigma = 2 by two squarings: error within 2**2 times a few ulps."""
-    coef = np.array([1 / (2 * 4.0 * 65536), 1 / (2 * 1.0 * 65536)])
-    shift, tables = image._exp_tables(coef, 784 * 255**2)
-    deltas = np.random.default_rng(8).integers(0, 40 * 2 * 65536, 200)
-    hi, lo = tables[0]
-    base = hi[deltas >> shift] * lo[deltas & ((1 << shift) - 1)]
-    squared = (base * base) ** 2
-    for delta, value in zip(deltas, squared):
-        exact = mpmath.exp(-mpmath.mpf(int(delta)) * mpmath.mpf(float(coef[1])))
-        assert abs((mpmath.mpf(float(value)) - exact) / exact) <= 4 * (4 + 50) * 2.0**-53
+    deltas = rng.integers(0, 150 * 65536, size=(3, 300)).astype(np.int32)
+    deltas[:, 0] = 0
+    schedule = _kernels._schedule(deltas, kernel)
+    assert schedule.sparse == [] and schedule.dense == [(1, [(2, 2)]), (0, [])]
+    ws = _kernels._Workspace(3, 300, np.int32)
+    ws.delta[:] = deltas
+    sums = np.zeros((3, 3))
+    _kernels._add_dense(ws, 3, sums, kernel, schedule.dense)
+    for s in range(3):
+        for row in range(3):
+            exact = mpmath.fsum(mpmath.exp(-mpmath.mpf(int(d)) * mpmath.mpf(float(coef[s])))
+                                for d in deltas[row])
+            rel = abs((mpmath.mpf(float(sums[s, row])) - exact) / exact)
+            # a few ulps per term (times 2**2 after two squarings) plus the summation
+            assert rel <= (4 * 8 + 300) * 2.0**-53
 
 
 def test_tiny_sigma_large_magnitudes():
@@ -332,7 +355,7 @@ def test_distance_plan_description():
 
 
 @pytest.mark.parametrize("train, data, sigmas, message", [
-    (np.ones((3, 4)), np.ones((2, 5)), 1.0, "same number of pixels"),
+    (np.ones((3, 4)), np.ones((2, 5)), 1.0, "same number of columns"),
     (np.ones((0, 4)), np.ones((2, 4)), 1.0, "empty"),
     (np.ones((3, 4)), np.ones((0, 4)), 1.0, "empty"),
     (np.ones(4), np.ones((2, 4)), 1.0, "2-D"),
@@ -387,8 +410,74 @@ def test_device_algorithm_matches_reference_on_numpy_backend():
     """The device code path, run with the NumPy backend, is plain exact float64."""
     rng = np.random.default_rng(14)
     a, x = random_codes(rng, 80, 30) / 256, random_codes(rng, 25, 30) / 256
-    got = image._backend_log_likelihood(image._NumpyBackend(), a, x, SIGMAS, block_size=7)
+    got = _gpu.backend_log_likelihood(_gpu.NumpyBackend(), a, x, SIGMAS, block_size=7)
     assert_rel(got, integer_reference(a * 256, x * 256, 256, SIGMAS), 1e-12)
+
+
+class _FakeTensor(np.ndarray):
+    """A NumPy array with the few PyTorch tensor methods the torch backend calls."""
+
+    def amin(self, dim):
+        return self.min(axis=dim)
+
+    def sum(self, *args, dim=None, **kwargs):
+        return super().sum(*args, **({"axis": dim} if dim is not None else {}), **kwargs)
+
+    def clamp(self, min):
+        return np.maximum(self, min).view(_FakeTensor)
+
+    def cpu(self):
+        return self
+
+    def numpy(self):
+        return np.asarray(self)
+
+
+def _fake_torch(devices):
+    import types
+
+    torch = types.ModuleType("torch")
+    torch.cuda = types.SimpleNamespace(is_available=lambda: devices > 0)
+    torch.device = lambda name: name
+    torch.as_tensor = lambda x, device: np.array(x, dtype=np.float64).view(_FakeTensor)
+    torch.exp = lambda x: np.exp(x).view(_FakeTensor)
+    torch.log = lambda x: np.log(x).view(_FakeTensor)
+    return torch
+
+
+def _fake_cupy():
+    import contextlib
+    import types
+
+    cupy = types.ModuleType("cupy")
+    used = []
+    cupy.cuda = types.SimpleNamespace(Device=lambda i: used.append(i) or contextlib.nullcontext())
+    cupy.asarray, cupy.asnumpy = np.array, np.asarray
+    cupy.exp, cupy.log, cupy.maximum = np.exp, np.log, np.maximum
+    return cupy, used
+
+
+def test_torch_and_cupy_backends_run_the_same_algorithm(monkeypatch):
+    """Both device backends, driven through stand-in modules, give the exact values."""
+    rng = np.random.default_rng(15)
+    a, x = random_codes(rng, 70, 20) / 256, random_codes(rng, 30, 20) / 256
+    expected = integer_reference(a * 256, x * 256, 256, SIGMAS)
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch(devices=1))
+    backend = _gpu.gpu_backend("CUDA:0")
+    assert isinstance(backend, _gpu.TorchBackend) and backend.device == "cuda:0"
+    got = image.log_likelihood(a, x, SIGMAS, per_sample=True, device="cuda", block_size=8)
+    assert_rel(got, expected, 1e-12)
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch(devices=0))
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        image.log_likelihood(a, x, 1.0, device="cuda")
+    cupy, used = _fake_cupy()
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    assert isinstance(_gpu.gpu_backend("cuda:1"), _gpu.CupyBackend)
+    got = image.log_likelihood(a, x, SIGMAS, per_sample=True, device="cuda:1", block_size=8)
+    assert_rel(got, expected, 1e-12)
+    assert used and set(used) == {1}
+    assert _gpu.gpu_backend("cpu") is None and _gpu.gpu_backend(None) is None
 
 
 def test_import_does_not_load_gpu_libraries():
@@ -422,7 +511,32 @@ def test_matches_sklearn_in_its_exact_setting(mnist):
 @pytest.mark.data
 @pytest.mark.slow
 def test_sklearn_default_tree_fails_on_mnist_but_one_leaf_is_exact(mnist):
-    """The finding documented in log_likelihood's Notes (200 validation rows, sigma = 0.2)."""
+    r"""scikit-learn's ``KernelDensity`` with its default tree is wrong on MNIST; one leaf is exact.
+
+    ``KernelDensity(bandwidth=sigma)`` is the same estimator as ``log_likelihood``. With its
+    default tree settings, at sigma = 0.2 on the first 200 validation rows it returns a mean of
+    376.6 where the exact value is 230.4, with 104 of the 200 rows wrong by up to 626 nats
+    (``rtol=1e-8`` changes nothing; depth-first search: 184 rows wrong; ball tree: 14).
+
+    Why. The tree keeps, per query, a running lower bound and a running bound spread of
+    ``sum_i K(x, a_i)`` in log space; refining a node subtracts its contribution
+    ``N_node K(d_max)`` / ``N_node K(d_min)`` with ``logsubexp`` and adds its children's or its
+    exact terms with ``logaddexp`` (``sklearn/neighbors/_binary_tree.pxi.tp``:
+    ``_kde_single_breadthfirst``). In 784 dimensions a node's distance lower bound ``d_min`` is
+    near zero, so its upper bound is near ``N_node`` while the true terms are near ``e^-300``:
+    adding and subtracting bounds of order 1e4 cannot return to zero, and leaves a rounding
+    residue of order ``eps * N``, about 1e-11, in the spread. With ``atol = rtol = 0`` every
+    leaf is visited and the lower bound ends exact, but the returned value is the midpoint
+    ``logaddexp(lower, spread - log 2)``, which the residue dominates by a factor near
+    ``e^280``. In the other rows the spread happens to end at exactly ``-inf``
+    (``logsubexp(x1, x2)`` returns ``-inf`` whenever rounding leaves ``x1 <= x2``) and the
+    answer is right: hence "about half" of the rows.
+
+    With ``leaf_size >= len(train)`` the tree is one leaf: its bound is subtracted from itself
+    (exactly ``-inf``) before any term is added, and the result is the brute-force log-sum-exp,
+    exact to about 1e-14. That setting is the scikit-learn reference of these tests (to 1e-10
+    per row). The book's image-KDE chapter explains the same finding.
+    """
     x_train, x_val, _ = mnist
     data = x_val[:200]
     got = image.log_likelihood(x_train, data, 0.2, per_sample=True)

@@ -1,0 +1,360 @@
+"""Blocked log-sum-exp kernels: the CPU evaluation of the image KDE from the planned operands.
+
+Rows of data are split into blocks run by worker threads (see :mod:`kdelib._parallel`); each
+block's cross products are consumed in cache-sized sub-blocks, with a running per-row minimum of
+the distances, so every term ``exp(-(D - min) / (2 sigma^2))`` is at most 1.
+"""
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._parallel import n_workers, run_tasks
+from . import _plan
+from ._plan import prepare
+
+#: Terms dropped by the sparse path add less than 2**-NEGLIGIBLE_LOG2 to the row's sum,
+#: relative to the sum itself.
+NEGLIGIBLE_LOG2 = 60
+
+#: A sigma whose terms above the drop threshold fill at most this fraction of a block is
+#: evaluated on the gathered near terms only (the sparse path).
+SPARSE_FRACTION = 0.2
+
+#: A dense sigma whose 1 / (2 sigma^2) is 2**j times that of another (j <= MAX_SQUARINGS)
+#: takes its terms from the other's by j squarings instead of an exponential.
+MAX_SQUARINGS = 4
+
+_TARGET_BLOCK_ELEMENTS = 1 << 23  # data rows x train rows per GEMM block (32 MiB of float32)
+_TARGET_SUBBLOCK_ELEMENTS = 1 << 17  # elements per element-wise pass (stays in L2)
+_MAX_TRAIN_CHUNK = 1 << 15  # train rows per GEMM; longer training sets are streamed
+_SAMPLE_ROWS = 64  # data rows whose distances choose the evaluation of each sigma
+
+# ---------------------------------------------------------------------------------------------
+# Per-sigma constants: scales and drop thresholds
+
+
+@dataclass
+class _Kernel:
+    coef: np.ndarray  # 1 / (2 sigma^2) in distance units, shape (s,)
+    drop: np.ndarray  # a term with delta > drop[s] is negligible for sigma s
+
+
+def make_kernel(sigmas, operands):
+    """Per-sigma ``1 / (2 sigma^2)`` in distance units and the distance beyond which terms drop."""
+    n_train = operands.train_sqnorm.shape[0]
+    coef = 1.0 / (2.0 * sigmas**2 * operands.units)
+    # Each dropped term is below exp(-T) times the row's largest term, and there are fewer
+    # than n_train of them: the sum loses less than n_train * exp(-T) = 2**-NEGLIGIBLE_LOG2
+    # of itself.
+    threshold = math.log(n_train) + NEGLIGIBLE_LOG2 * math.log(2.0)
+    return _Kernel(coef=coef, drop=threshold / coef)
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming log-sum-exp over one block of data rows
+
+
+class _Workspace:
+    """Scratch arrays for one worker's sub-blocks, allocated once per block and reused."""
+
+    def __init__(self, rows, cols, delta_dtype):
+        self.shape = (rows, cols)
+        self.delta = np.empty(self.shape, dtype=delta_dtype)
+        self.term = np.empty(self.shape)
+        self.ones = np.ones(cols)
+
+
+@dataclass
+class _Schedule:
+    """How one chunk's sigmas are evaluated: gathered near terms, or every term."""
+
+    sparse: list  # sigma indices, largest drop distance first
+    dense: list  # groups (s, [(s2, j2), (s3, j3), ...]): exp for s, then j squarings each
+
+
+def _schedule(delta, kernel):
+    """Split the sigmas into sparse and dense ones from a column sample of ``delta``.
+
+    A dense sigma whose ``1 / (2 sigma^2)`` is ``2**j`` times that of another dense one
+    (``j <= MAX_SQUARINGS``) takes its terms from the other's by ``j`` squarings,
+    ``exp(-2x) = exp(-x)**2``, instead of an exponential; the relative error stays within about
+    ``2**j`` units in the last place. Each group is one exponential followed by squarings in
+    place, in increasing order of ``1 / (2 sigma^2)``.
+    """
+    sample = np.sort(delta[:, ::17], axis=None)
+    fractions = np.searchsorted(sample, kernel.drop, side="right") / max(sample.size, 1)
+    dense_mask = fractions > SPARSE_FRACTION
+    sparse = sorted(np.flatnonzero(~dense_mask), key=lambda s: -kernel.drop[s])
+    groups = []  # [base sigma, [(sigma, squarings since the previous one)], total squarings]
+    for s in sorted(np.flatnonzero(dense_mask), key=lambda s: kernel.coef[s]):
+        for group in groups:
+            ratio = kernel.coef[s] / kernel.coef[group[0]]
+            times = round(math.log2(ratio)) if ratio > 1.5 else 0
+            if (group[2] <= times <= MAX_SQUARINGS
+                    and abs(ratio - 2.0**times) <= 1e-12 * ratio):
+                group[1].append((s, times - group[2]))
+                group[2] = times
+                break
+        else:
+            groups.append([s, [], 0])
+    return _Schedule(sparse=sparse, dense=[(base, chain) for base, chain, _ in groups])
+
+
+def _accumulate(ws, rows, row_min, sums, kernel, schedule, near):
+    """Fold one sub-block into the running per-row minimum and sums.
+
+    ``ws.delta[:rows]`` holds, for the data rows and a chunk of training rows, the squared
+    distances up to a per-row constant (integers on the lattice, else float64); it is
+    overwritten. ``row_min`` (r,) is the running minimum (``inf`` before the first chunk) and
+    ``sums`` (s, r) the running sums of ``exp(-(D - row_min) c)``; both are updated in place
+    (the dense sigmas' sums here, the sparse ones' at the end of the chunk). The near terms of
+    the sparse sigmas are appended to ``near`` as ``(delta, row, chunk minimum)``.
+    """
+    delta = ws.delta[:rows]
+    chunk_min = delta.min(axis=1)
+    np.subtract(delta, chunk_min[:, None], out=delta)
+    if schedule.sparse:
+        near.append(_near_terms(delta, chunk_min, kernel.drop[schedule.sparse[0]]))
+    if np.isinf(row_min[0]):  # the first training chunk: nothing to rescale
+        row_min[:] = chunk_min
+        if schedule.dense:
+            _add_dense(ws, rows, sums, kernel, schedule.dense)
+        return
+    new_min = np.minimum(row_min, chunk_min)
+    moved = new_min < row_min
+    if moved.any():  # a later chunk holds a closer training image: rescale the old sums
+        sums[:, moved] *= np.exp(-np.outer(kernel.coef, row_min[moved] - new_min[moved]))
+    row_min[:] = new_min
+    if schedule.dense:
+        own = np.zeros_like(sums)  # this chunk's sums, relative to its own minimum
+        _add_dense(ws, rows, own, kernel, schedule.dense)
+        shift = chunk_min - new_min
+        if shift.any():
+            own *= np.exp(-np.outer(kernel.coef, shift))
+        sums += own
+
+
+def _near_terms(delta, chunk_min, limit):
+    """The terms with ``delta <= limit``: values, rows and the rows' chunk minimum."""
+    flat = delta.reshape(-1)
+    index = np.flatnonzero(flat <= limit)
+    rows = index // delta.shape[1]
+    return flat[index].astype(np.float64), rows, chunk_min[rows].astype(np.float64)
+
+
+def _add_sparse(near, row_min, sums, kernel, which):
+    """Add a chunk's gathered near terms for the sparse sigmas, relative to ``row_min``.
+
+    ``row_min`` is the running minimum after the chunk; later moves of the minimum rescale
+    these sums like all others. A term left out has ``delta > drop[s]`` relative to its
+    chunk's minimum, hence relative to any smaller minimum too: it is negligible for sigma s.
+    """
+    values = np.concatenate([part[0] for part in near])
+    rows = np.concatenate([part[1] for part in near])
+    offset = np.concatenate([part[2] for part in near]) - row_min[rows]
+    if offset.any():  # only when the minimum moved in a later chunk
+        values = values + offset
+    for s in which:  # largest drop first: each sigma keeps a subset of the previous set
+        keep = values <= kernel.drop[s]
+        if not keep.all():
+            values, rows = values[keep], rows[keep]
+        terms = np.exp(values * -kernel.coef[s])
+        sums[s] += np.bincount(rows, weights=terms, minlength=sums.shape[1])
+
+
+def _add_dense(ws, rows, sums, kernel, groups):
+    """Add every term ``exp(-delta c)`` of the dense sigmas (row sums by a matrix-vector product).
+
+    The argument ``-delta c`` is one rounding from exact (``delta`` is an exact integer on the
+    lattice, converted exactly inside the multiplication), and ``np.exp`` is within a few units
+    in the last place; the squarings of a group reuse the same array in place.
+    """
+    delta = ws.delta[:rows]
+    term = ws.term[:rows]
+    for base, chain in groups:
+        np.multiply(delta, -kernel.coef[base], out=term)
+        np.exp(term, out=term)
+        sums[base] += term @ ws.ones
+        for s, times in chain:
+            for _ in range(times):
+                np.square(term, out=term)
+            sums[s] += term @ ws.ones
+
+
+def _cross_products(x_op, train_op, mode):
+    """``x_op @ train_op.T``; for ``"chunked"``, float32 GEMMs over column chunks, in float64.
+
+    Each chunk has at most FLOAT32_COLUMNS pixels, so its partial sums are integers of
+    magnitude below 2 * 256 * 255**2 < 2**25 (even): exact in float32. The chunk results are
+    added in float64, exact below 2**53.
+    """
+    columns = _plan.FLOAT32_COLUMNS
+    if mode != "chunked" or x_op.shape[1] <= columns:
+        return x_op @ train_op.T
+    total = np.zeros((x_op.shape[0], train_op.shape[0]))
+    for j in range(0, x_op.shape[1], columns):
+        part = x_op[:, j:j + columns] @ train_op[:, j:j + columns].T
+        np.add(total, part, out=total)
+    return total
+
+
+def _gemm_operand(operands, rows):
+    """The data rows' GEMM operand: their codes (or values) over the GEMM columns, C-ordered."""
+    source = np.take(operands.data_source[rows], operands.columns, axis=1)
+    return source.astype(operands.train_gemm.dtype)
+
+
+def _distances(cross, train_sqnorm, x_sqnorm, on_lattice, out):
+    """Squared distances into ``out``, up to the per-row constant ``|x|^2`` on the lattice.
+
+    On the lattice ``|a|^2 - 2 x.a`` in exact integers (``|x|^2`` is added to the row minimum
+    at the end); otherwise the float64 expansion, clamped at zero (rounding can make it
+    negative).
+    """
+    np.copyto(out, cross, casting="unsafe")
+    np.add(out, train_sqnorm, out=out)
+    if not on_lattice:
+        out += x_sqnorm[:, None]
+        np.maximum(out, 0.0, out=out)
+    return out
+
+
+def _score_block(rows, operands, kernel, schedule, mode, chunk, subblock):
+    """Running minimum (r,) and sums (s, r) for the data rows ``rows``."""
+    on_lattice = operands.plan.method == "lattice"
+    train_op = operands.train_gemm
+    x_op = _gemm_operand(operands, rows)
+    x_sqnorm = operands.data_sqnorm[rows]
+    n_train = train_op.shape[0]
+    row_min = np.full(len(rows), np.inf)
+    sums = np.zeros((len(kernel.coef), len(rows)))
+    near = []
+    workspace = None
+    for start in range(0, n_train, chunk):
+        stop = min(start + chunk, n_train)
+        cross = _cross_products(x_op, train_op[start:stop], mode)  # -2 x.a, exact on the lattice
+        train_sqnorm = operands.train_sqnorm[start:stop]
+        if workspace is None or workspace.shape[1] != stop - start:
+            workspace = _Workspace(min(subblock, len(rows)), stop - start,
+                                   operands.delta_dtype)
+        for r0 in range(0, len(rows), subblock):
+            r1 = min(r0 + subblock, len(rows))
+            _distances(cross[r0:r1], train_sqnorm, x_sqnorm[r0:r1], on_lattice,
+                       workspace.delta[:r1 - r0])
+            part = []
+            _accumulate(workspace, r1 - r0, row_min[r0:r1], sums[:, r0:r1], kernel,
+                        schedule, part)
+            near += [(values, local + r0, base) for values, local, base in part]
+        if schedule.sparse:  # once per chunk: few calls, and memory bounded by the chunk
+            _add_sparse(near, row_min, sums, kernel, schedule.sparse)
+            near = []
+    if on_lattice:
+        row_min += x_sqnorm
+    return row_min, sums
+
+
+def sample_schedule(operands, kernel, n_sample=_SAMPLE_ROWS):
+    """The :class:`_Schedule` for all blocks, from the first ``n_sample`` data rows.
+
+    Their distances to the first training chunk are computed with the arithmetic of their
+    GEMM mode; the schedule only chooses between exact evaluations (which terms are gathered
+    first), so a sample suffices.
+    """
+    mode = operands.gemm_mode[0]
+    rows = np.arange(min(n_sample, len(operands.gemm_mode)))
+    rows = rows[operands.gemm_mode[rows] == mode]
+    train_op = operands.train_gemm[:_MAX_TRAIN_CHUNK]
+    cross = _cross_products(_gemm_operand(operands, rows), train_op, mode)
+    delta = np.empty(cross.shape, dtype=operands.delta_dtype)
+    _distances(cross, operands.train_sqnorm[:len(train_op)], operands.data_sqnorm[rows],
+               operands.plan.method == "lattice", delta)
+    return _schedule(delta - delta.min(axis=1)[:, None], kernel)
+
+
+def sigma_paths(schedule, n_sigmas):
+    """Per sigma, how its terms are evaluated: ``"near"``, ``"exp"`` or ``("square", j, t)``.
+
+    ``"near"``: only the gathered terms within the drop distance (small sigma); ``"exp"``:
+    every term by an exponential; ``("square", j, t)``: every term by ``t`` squarings of the
+    terms of sigma number ``j``.
+    """
+    paths = [None] * n_sigmas
+    for s in schedule.sparse:
+        paths[s] = "near"
+    for base, chain in schedule.dense:
+        paths[base] = "exp"
+        total = 0
+        for s, times in chain:
+            total += times
+            paths[s] = ("square", int(base), total)
+    return tuple(paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling and the CPU driver
+
+
+def _blocks(operands, block_rows):
+    """(rows, GEMM mode) pairs covering every data row once."""
+    out = []
+    for mode in ("float32", "chunked", "float64"):
+        rows = np.flatnonzero(operands.gemm_mode == mode)
+        out += [(rows[i:i + block_rows], mode) for i in range(0, len(rows), block_rows)]
+    return out
+
+
+def _want_progress(progress, work):
+    if progress is None:
+        return work > 2e11 and sys.stderr.isatty()
+    return bool(progress)
+
+
+def cpu_log_likelihood(train, data, sig, block_size, n_threads, progress):
+    """Per-row log-likelihoods (s, n) on the CPU: planned operands, blocks on worker threads."""
+    operands = prepare(train, data)
+    del train, data  # the operands hold what is needed
+    n_train = operands.train_sqnorm.shape[0]
+    n_rows = operands.data_source.shape[0]
+    kernel = make_kernel(sig, operands)
+    chunk = min(n_train, _MAX_TRAIN_CHUNK)
+    workers = n_workers(n_threads)
+    # Large blocks (each GEMM call packs the whole training operand once), but at least two
+    # per worker so that the workers finish together.
+    block_rows = block_size or max(8, min(_TARGET_BLOCK_ELEMENTS // chunk,
+                                          -(-n_rows // (2 * workers))))
+    subblock = max(1, min(block_rows, _TARGET_SUBBLOCK_ELEMENTS // chunk))
+    blocks = _blocks(operands, block_rows)
+
+    schedule = sample_schedule(operands, kernel)
+
+    def score(block):
+        rows, mode = block
+        return rows, _score_block(rows, operands, kernel, schedule, mode, chunk, subblock)
+
+    work = float(n_rows) * n_train * operands.plan.gemm_columns
+    bar = None
+    if _want_progress(progress, work):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(blocks), desc="image KDE", unit="block")
+    try:
+        results = run_tasks(score, blocks, workers,
+                            progress=None if bar is None else bar.update)
+    finally:
+        if bar is not None:
+            bar.close()
+    row_min = np.empty(n_rows)
+    sums = np.empty((len(sig), n_rows))
+    for rows, (block_min, block_sums) in results:
+        row_min[rows] = block_min
+        sums[:, rows] = block_sums
+    return _finish(row_min, sums, kernel.coef, sig, n_train, operands.n_features)
+
+
+def _finish(row_min, sums, coef, sig, n_train, n_features):
+    """Per-row log-likelihoods (s, n) from the minima and the sums of relative terms."""
+    log_norm = math.log(n_train) + 0.5 * n_features * np.log(2.0 * np.pi * sig**2)
+    return -np.outer(coef, row_min) + np.log(sums) - log_norm[:, None]
