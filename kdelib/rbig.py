@@ -42,6 +42,7 @@ __all__ = ["MARGINALS", "ROTATIONS", "RBIG", "PiecewiseGaussianizer"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 _GAUSSIANIZER_METHODS = ("fit", "transform", "inverse_transform", "log_det_jacobian")
 
 
@@ -99,8 +100,10 @@ class PiecewiseGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
     :math:`\mathbb{R}`, so :math:`\phi(z(x))\,z'(x)` integrates to one: inside the knots it is
     a normal density restricted to each piece and rescaled, outside a normal tail of scale
     :math:`1/b_\pm`. Nothing is clipped. Only where :math:`b\,(x - t)` overflows (inputs
-    near :math:`\pm 1.8\times10^{308}`) does ``z`` saturate at :math:`\pm` ``Z_MAX``, with
-    log-derivative :math:`-\infty` there, as for :class:`kdelib.KDEGaussianizer`.
+    near :math:`\pm 1.8\times10^{308}` when :math:`b > 1`) does ``z`` saturate, at the
+    largest double, with log-derivative :math:`-\infty` there; the map stays monotone.
+    ``score_samples`` is :math:`-\infty` where :math:`|z| > 1.9\times10^{154}` (the true
+    log-density is below the most negative double).
 
     Compared with a kernel density estimate per column this is a histogram with equal-mass
     bins, made continuous: coarser in the middle, but with a cost that does not grow with the
@@ -228,7 +231,7 @@ class PiecewiseGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
             Z = score + (X - knot) * slope
         saturated = ~np.isfinite(Z)
         if np.any(saturated):  # b (x - t) overflowed: only for |x| near the largest double
-            Z[saturated] = np.copysign(_gz.Z_MAX, X[saturated] - knot[saturated])
+            Z[saturated] = np.copysign(_FLOAT_MAX, X[saturated] - knot[saturated])
             if log_det:
                 log_slope[saturated] = -np.inf
         return Z, (log_slope.sum(axis=1) if log_det else None)
