@@ -445,6 +445,12 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     large and of opposite sign, each accurate to about 1e-13 relative, so their sum has an
     absolute error of that order times their size.
 
+    *Tails.* Beyond the data a layer's map has the slope of its marginals' tails. A KDE's tails
+    are normal with the bandwidth as scale, so for data near unit scale the slope exceeds one
+    and a point outside the training data moves further out in every layer: its log-density is
+    exact for the model but very low. Mixture or piecewise marginals, whose tails are about as
+    wide as the data, do not compound this way.
+
     *Stopping.* A prefix of the layers is itself a valid model, so the held-out log-likelihood
     after each layer measures the model with that many layers; the best prefix is kept.
 
