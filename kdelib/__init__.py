@@ -15,6 +15,8 @@ _PUBLIC = {
     "select_n_components": "mixture",
     "KDEGaussianizer": "gaussianize",
     "MixtureGaussianizer": "gaussianize",
+    "RBIG": "rbig",
+    "PiecewiseGaussianizer": "rbig",
 }
 _SUBMODULES = (
     "base",
@@ -27,6 +29,7 @@ _SUBMODULES = (
     "kde",
     "mixture",
     "normal_mixture",
+    "rbig",
 )
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])

@@ -18,9 +18,12 @@ __all__ = [
     "check_bounds",
     "check_choice",
     "check_device",
+    "check_estimator_or_choice",
     "check_interval",
     "check_log_probability",
+    "check_min_rows",
     "check_n_samples",
+    "check_no_constant_columns",
     "check_positive_int",
     "check_probability",
     "check_real",
@@ -317,3 +320,42 @@ def as_2d_real(x, name="X"):
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] == 0:
         return as_2d_float(arr, name)  # raises with the message for the shape
     return arr
+
+
+def check_min_rows(n_rows, minimum, name="X", *, why=""):
+    """Raise unless a data set has at least ``minimum`` rows (the message says ``n_samples = n``)."""
+    if n_rows < minimum:
+        raise ValueError(
+            f"{name} has n_samples = {n_rows}; at least {minimum} rows are needed.{_suffix(why)}"
+        )
+    return int(n_rows)
+
+
+def check_no_constant_columns(X, name="X"):
+    """Raise if a column of the 2-D array ``X`` takes a single value (no spread to model)."""
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0) if X.shape[0] else np.array([], int)
+    if constant.size:
+        raise ValueError(
+            f"{name} has {constant.size} constant column(s) (first: column {int(constant[0])}); "
+            "a density along a constant column is degenerate. Drop those columns, or add "
+            "noise to discrete data (dequantise) before fitting."
+        )
+    return X
+
+
+def check_estimator_or_choice(value, registry, name, methods):
+    """Return ``(key, None)`` for a registry name or ``(None, value)`` for an estimator object.
+
+    An object is accepted when it has every method named in ``methods``; a string must be a
+    key of ``registry`` (see :func:`check_choice`).
+    """
+    if isinstance(value, str):
+        return check_choice(value, registry, name), None
+    missing = [m for m in methods if not callable(getattr(value, m, None))]
+    if missing:
+        choices = ", ".join(repr(k) for k in registry)
+        raise ValueError(
+            f"{name} must be one of {choices} or an unfitted estimator with methods "
+            f"{', '.join(methods)}; got {value!r} (missing {', '.join(missing)})."
+        )
+    return None, value
