@@ -206,18 +206,20 @@ def check_positive_int(value, name, *, minimum=1, allow_none=False):
 
 
 def check_choice(value, registry, name):
-    """Return the registry key named by ``value`` (case and surrounding spaces ignored).
+    """Return the registry key named by ``value``; the error lists the valid keys.
 
-    ``registry`` is any container of lower-case string keys (a dict of implementations, or a
-    tuple of names); the error lists them.
+    ``registry`` is any container of keys (a dict of implementations, or a tuple of names).
+    String keys are matched after ``value.strip().lower()``; other keys (e.g. integer orders)
+    exactly.
     """
     choices = ", ".join(repr(k) for k in registry)
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, one of {choices}; got {value!r}.")
-    key = value.strip().lower()
-    if key not in registry:
+    if all(isinstance(k, str) for k in registry):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, one of {choices}; got {value!r}.")
+        value = value.strip().lower()
+    if isinstance(value, bool) or value not in registry:
         raise ValueError(f"unknown {name} {value!r}; choose one of {choices}.")
-    return key
+    return value
 
 
 def _suffix(hint):

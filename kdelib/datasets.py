@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import check_choice, check_positive_int
+
 __all__ = [
     "CIFAR100_ARCHIVE",
     "DEFAULT_SEED",
@@ -271,9 +273,7 @@ def load_mnist(kind="train", data_dir=None):
     >>> images.shape, labels.shape  # doctest: +SKIP
     ((10000, 784), (10000,))
     """
-    key = str(kind).strip().lower()
-    if key not in ("train", "t10k"):
-        raise ValueError(f"kind must be 'train' or 't10k'; got {kind!r}.")
+    key = check_choice(kind, ("train", "t10k"), "kind")
     arrays = []
     for part in ("images-idx3-ubyte", "labels-idx1-ubyte"):
         name = f"{key}-{part}"
@@ -513,13 +513,11 @@ def image_grid(x, shape, n=20):
     """
     x = np.asarray(x)
     shape = tuple(int(s) for s in shape)
-    n = int(n)
+    n = check_positive_int(n, "n (images per side)")
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise ValueError(
             f"shape must be (height, width) or (channels, height, width); got {shape}."
         )
-    if n < 1:
-        raise ValueError(f"n must be a positive number of images per side; got {n}.")
     if x.ndim != 2 or x.shape[1] != int(np.prod(shape)):
         raise ValueError(
             f"x must have one flattened image of {int(np.prod(shape))} pixels per row for "

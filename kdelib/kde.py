@@ -461,6 +461,15 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         Returns
         -------
         lower, upper : ndarray of ``x``'s shape
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import GaussianKDE
+        >>> kde = GaussianKDE(bandwidth=0.4).fit(np.random.default_rng(0).normal(size=2000))
+        >>> lower, upper = kde.pdf_band([0.0], level=0.95)
+        >>> bool(np.isclose(upper[0] - kde.pdf(0.0), 1.959964 * kde.pdf_std([0.0])[0], rtol=1e-6))
+        True
         """
         level = check_real(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
         centre = np.asarray(self.pdf(x), dtype=float)

@@ -139,6 +139,15 @@ class PiecewiseGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib.rbig import PiecewiseGaussianizer
+        >>> X = np.random.default_rng(0).exponential(size=(500, 2))
+        >>> g = PiecewiseGaussianizer(n_knots=32).fit(X)
+        >>> g.n_features_in_
+        2
         """
         with np.errstate(over="ignore", invalid="ignore"):
             X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
@@ -247,6 +256,16 @@ class PiecewiseGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         ndarray of shape (n_samples, n_features)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib.rbig import PiecewiseGaussianizer
+        >>> X = np.random.default_rng(0).exponential(size=(500, 2))
+        >>> g = PiecewiseGaussianizer(n_knots=32).fit(X)
+        >>> Z = g.transform(X)  # increasing in each column
+        >>> bool(np.array_equal(np.argsort(Z, axis=0), np.argsort(X, axis=0)))
+        True
         """
         return self._transform_and_log_det(self._validated(X), log_det=False)[0]
 
@@ -261,6 +280,15 @@ class PiecewiseGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         ndarray of shape (n_samples, n_features)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib.rbig import PiecewiseGaussianizer
+        >>> X = np.random.default_rng(0).exponential(size=(500, 2))
+        >>> g = PiecewiseGaussianizer(n_knots=32).fit(X)
+        >>> bool(np.allclose(g.inverse_transform(g.transform(X)), X, rtol=1e-10, atol=1e-12))
+        True
         """
         Z = self._validated(X)
         flat = self._cells(self._scores, Z)
@@ -285,6 +313,17 @@ class PiecewiseGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib.rbig import PiecewiseGaussianizer
+        >>> X = np.random.default_rng(0).exponential(size=(500, 2))
+        >>> g = PiecewiseGaussianizer(n_knots=32).fit(X)
+        >>> x, step = X[:1], 1e-7
+        >>> slopes = (g.transform(x + step) - g.transform(x - step))[0] / (2 * step)
+        >>> bool(np.isclose(g.log_det_jacobian(x)[0], np.log(slopes).sum(), rtol=1e-6))
+        True
         """
         return self._transform_and_log_det(self._validated(X))[1]
 
@@ -299,12 +338,31 @@ class PiecewiseGaussianizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib.rbig import PiecewiseGaussianizer
+        >>> X = np.random.default_rng(0).exponential(size=(500, 2))
+        >>> g = PiecewiseGaussianizer(n_knots=32).fit(X)
+        >>> g.score_samples(X).shape
+        (500,)
         """
         Z, ld = self._transform_and_log_det(self._validated(X))
         return _log_std_normal(Z) + ld
 
     def score(self, X, y=None):
-        """Mean of :meth:`score_samples`."""
+        """Mean of :meth:`score_samples`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib.rbig import PiecewiseGaussianizer
+        >>> X = np.random.default_rng(0).exponential(size=(500, 2))
+        >>> g = PiecewiseGaussianizer(n_knots=32).fit(X)
+        >>> bool(np.isclose(g.score(X), g.score_samples(X).mean()))
+        True
+        """
         return float(np.mean(self.score_samples(X)))
 
 
@@ -512,6 +570,17 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import RBIG
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=300)
+        >>> X = np.column_stack([x, x**2 + 0.3 * rng.normal(size=300)])
+        >>> model = RBIG(marginal="mixture", max_layers=4, random_state=0).fit(X)
+        >>> model.n_layers_ == len(model.layers_) and 1 <= model.n_layers_ <= 4
+        True
         """
         with np.errstate(over="ignore", invalid="ignore"):
             X = validate_data(self, X, dtype=np.float64)
@@ -592,6 +661,18 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         Z : ndarray of shape (n_samples, n_features)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import RBIG
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=300)
+        >>> X = np.column_stack([x, x**2 + 0.3 * rng.normal(size=300)])
+        >>> model = RBIG(marginal="mixture", max_layers=4, random_state=0).fit(X)
+        >>> Z = model.transform(X)
+        >>> Z.shape, bool(np.all(np.isfinite(model.transform(X * 1e6))))
+        ((300, 2), True)
         """
         X = self._validated(X)
         for g, R in self.layers_:
@@ -609,6 +690,17 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples, n_features)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import RBIG
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=300)
+        >>> X = np.column_stack([x, x**2 + 0.3 * rng.normal(size=300)])
+        >>> model = RBIG(marginal="mixture", max_layers=4, random_state=0).fit(X)
+        >>> bool(np.allclose(model.inverse_transform(model.transform(X)), X, rtol=1e-8, atol=1e-12))
+        True
         """
         Z = self._validated(X)
         for g, R in reversed(self.layers_):
@@ -626,6 +718,18 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import RBIG
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=300)
+        >>> X = np.column_stack([x, x**2 + 0.3 * rng.normal(size=300)])
+        >>> model = RBIG(marginal="mixture", max_layers=4, random_state=0).fit(X)
+        >>> logp = -0.5 * (model.transform(X) ** 2).sum(axis=1) - np.log(2 * np.pi) + model.log_det_jacobian(X)
+        >>> bool(np.allclose(logp, model.score_samples(X), rtol=1e-10))
+        True
         """
         return self._forward(self._validated(X))[1]
 
@@ -640,6 +744,17 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import RBIG
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=300)
+        >>> X = np.column_stack([x, x**2 + 0.3 * rng.normal(size=300)])
+        >>> model = RBIG(marginal="mixture", max_layers=4, random_state=0).fit(X)
+        >>> model.score_samples(X).shape
+        (300,)
         """
         Z, log_det = self._forward(self._validated(X))
         return _log_std_normal(Z) + log_det
@@ -657,6 +772,17 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import RBIG
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=300)
+        >>> X = np.column_stack([x, x**2 + 0.3 * rng.normal(size=300)])
+        >>> model = RBIG(marginal="mixture", max_layers=4, random_state=0).fit(X)
+        >>> bool(np.isclose(model.score(X), model.score_samples(X).mean()))
+        True
         """
         return float(np.mean(self.score_samples(X)))
 
@@ -672,6 +798,17 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples, n_features)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import RBIG
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=300)
+        >>> X = np.column_stack([x, x**2 + 0.3 * rng.normal(size=300)])
+        >>> model = RBIG(marginal="mixture", max_layers=4, random_state=0).fit(X)
+        >>> model.sample(5, random_state=1).shape
+        (5, 2)
         """
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)

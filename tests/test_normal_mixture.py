@@ -105,7 +105,7 @@ def test_blocked_threaded_path_equals_single_block(monkeypatch):
     single = {name: getattr(nm, f"mixture_{name}")(x, means, 0.2, log_w) for name in FUNCS}
     monkeypatch.setattr(nm, "_BLOCK_ELEMENTS", 4096)
     monkeypatch.setattr(nm, "_PARALLEL_MIN_TERMS", 1)
-    monkeypatch.setattr(nm, "_n_workers", lambda: 3)
+    monkeypatch.setattr(nm, "n_workers", lambda: 3)
     for name in FUNCS:
         blocked = getattr(nm, f"mixture_{name}")(x, means, 0.2, log_w)
         np.testing.assert_allclose(blocked, single[name], rtol=1e-13, err_msg=name)
