@@ -15,6 +15,9 @@ _PUBLIC = {
     "select_n_components": "mixture",
     "KDEGaussianizer": "gaussianize",
     "MixtureGaussianizer": "gaussianize",
+    "RationalQuadraticSpline": "spline",
+    "SplineDensity": "spline",
+    "SplineGaussianizer": "gaussianize",
 }
 _SUBMODULES = (
     "base",
@@ -26,6 +29,7 @@ _SUBMODULES = (
     "kde",
     "mixture",
     "normal_mixture",
+    "spline",
 )
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])

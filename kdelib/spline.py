@@ -103,8 +103,9 @@ class RationalQuadraticSpline:
     def __init__(self, x, y, derivatives):
         x, y, d = check_spline_knots(x, y, derivatives)
         self.x, self.y, self.derivatives = x, y, d
-        self._w = np.diff(x)
-        self._h = np.diff(y)
+        with np.errstate(over="ignore"):
+            self._w = np.diff(x)
+            self._h = np.diff(y)
         if not (np.all(np.isfinite(self._w)) and np.all(np.isfinite(self._h))):
             raise ValueError("knot spacings overflow (x or y spans more than the largest double); rescale.")
         self._s = self._h / self._w
@@ -137,8 +138,13 @@ class RationalQuadraticSpline:
         return self._forward(t.reshape(-1), want_value=True)[0].reshape(t.shape)[()]
 
     def derivative(self, t):
-        r"""Evaluate :math:`s'(t)`."""
-        return np.exp(self.log_derivative(t))
+        r"""Evaluate :math:`s'(t)` (the end slopes exactly outside the knots)."""
+        t = as_float_array(t, "t")
+        flat = t.reshape(-1)
+        out = np.exp(self._forward(flat, want_log_derivative=True)[1])
+        out[flat < self.x[0]] = self.derivatives[0]
+        out[flat >= self.x[-1]] = self.derivatives[-1]
+        return out.reshape(t.shape)[()]
 
     def log_derivative(self, t):
         r"""Evaluate :math:`\log s'(t)` (no cancellation: every term is positive)."""
@@ -523,10 +529,12 @@ class SplineDensity(DensityMixin, BaseEstimator):
         mw = check_real(self.min_bin_width, "min_bin_width", low=0, high=1, high_open=True)
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_real(self.tol, "tol", low=0, low_open=True)
-        n_used = int(np.count_nonzero(weights))
+        keep = weights > 0  # zero-weight points do not enter the likelihood
+        x, weights = x[keep], weights[keep]
+        n_used = x.size
         center = float(_weighted_median(x, weights))
         scale = float(np.sqrt(np.dot(weights, (x - np.dot(weights, x)) ** 2)))
-        if not scale > 0:
+        if not (scale > 0 and np.ptp(x) > 0):
             raise ValueError("x has zero spread (all weighted points equal); a density needs spread.")
         z = (x - center) / scale
         self.bin_scores_ = {}

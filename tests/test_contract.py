@@ -21,7 +21,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks as checks
 
-from kdelib import GaussianKDE, GaussianMixtureCDF
+from kdelib import GaussianKDE, GaussianMixtureCDF, SplineDensity
 from kdelib.base import DensityMixin
 
 METHODS = ("pdf", "logpdf", "cdf", "logcdf", "sf", "logsf", "ppf", "ppf_log", "sample",
@@ -39,6 +39,7 @@ DENSITY_ESTIMATORS = {
     "kde-isj": (lambda: GaussianKDE(bandwidth="isj"), True),
     "kde-binned": (lambda: GaussianKDE(method="binned", tol=1e-9), True),
     "mixture": (lambda: GaussianMixtureCDF(n_components=2, random_state=0), False),
+    "spline": (lambda: SplineDensity(random_state=0), False),
 }
 # Tolerance of pdf/cdf/sf against the exact log-space methods (the binned path is within tol).
 EXACTNESS = {"kde-binned": 1e-8}
