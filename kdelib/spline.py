@@ -248,6 +248,8 @@ class RationalQuadraticSpline:
 
 
 # --------------------------------------------------------------------------- fitted density
+#: Smallest probability mass of a bin or a tail in a fitted :class:`SplineDensity`.
+MIN_MASS = 1e-12
 _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 _LOG2 = np.log(2.0)
 
@@ -289,6 +291,9 @@ class _Layout:
         self.R = hi - lo
         self.mw, self.md = min_bin_width, min_derivative
         self.free = 1.0 - n_bins * min_bin_width
+        # Every mass (tails and bins) keeps at least MIN_MASS, so no bin's slope underflows.
+        self.mq = MIN_MASS
+        self.free_q = 1.0 - (n_bins + 2) * MIN_MASS
 
     def split(self, theta):
         K = self.K
@@ -298,9 +303,10 @@ class _Layout:
         a, b, c = self.split(theta)
         pw = np.exp(a - _log_normaliser(a))
         widths = self.R * (self.mw + self.free * pw)
-        log_q = b - _log_normaliser(b)
+        pq = np.exp(b - _log_normaliser(b))
+        log_q = np.log(self.mq + self.free_q * pq)
         derivatives = self.md + _softplus(c)
-        return pw, widths, log_q, derivatives
+        return pw, pq, widths, log_q, derivatives
 
     def knots(self, widths):
         return self.lo + np.concatenate([[0.0], np.cumsum(widths)])
@@ -308,7 +314,7 @@ class _Layout:
     def objective(self, theta, z, weights):
         """Weighted mean negative log-likelihood (data in z units) and its exact gradient."""
         K = self.K
-        pw, w, log_q, d = self.unpack(theta)
+        pw, pq, w, log_q, d = self.unpack(theta)
         q = np.exp(log_q)
         h = q[1:K + 1]
         X = self.knots(w)
@@ -355,7 +361,7 @@ class _Layout:
         g_w += suffix[1:]
         grad = np.concatenate([
             self.R * self.free * pw * (g_w - np.dot(pw, g_w)),
-            q * (g_q - np.dot(q, g_q)),
+            self.free_q * pq * (g_q - np.dot(pq, g_q)),
             g_d * _sigmoid(self.split(theta)[2]),
         ])
         return -loglik, -grad
@@ -375,11 +381,11 @@ class _Layout:
         a = np.log(pw / pw.sum())
         masses = np.concatenate([[p_lo], np.diff(inner), [p_hi]])
         floor = 0.5 / z.size
-        b = np.log(np.maximum(masses, floor))
-        b -= _log_normaliser(b)
+        masses = np.maximum(masses, floor)
+        b = np.log(np.maximum(masses / masses.sum() - self.mq, self.mq) / self.free_q)
         pw = np.exp(a)
         w = self.R * (self.mw + self.free * pw)
-        h = np.exp(b[1:K + 1])
+        h = self.mq + self.free_q * np.exp(b[1:K + 1] - _log_normaliser(b))
         slopes = h / w
         d = np.concatenate([[slopes[0]], 0.5 * (slopes[:-1] + slopes[1:]), [slopes[-1]]])
         c = _inverse_softplus(np.maximum(d - self.md, 1e-3))
@@ -462,9 +468,12 @@ class SplineDensity(DensityMixin, BaseEstimator):
     tails. Sampling is by the inverse CDF.
 
     *Number of bins.* With ``n_bins="auto"``, a random ``validation_fraction`` of the data is
-    held out; :math:`K = 1, 2, 4, \dots` up to ``max_bins`` (and only while the training part
-    has at least 10 points per bin) are fitted on the rest and scored by held-out mean
-    log-likelihood; the best :math:`K` (the smallest on a tie) is refitted on all data.
+    held out; :math:`K = 1, 2, 4, \dots` up to ``max_bins`` (those for which the training
+    part has at least 10 points per bin) are fitted on the rest and scored by held-out mean
+    log-likelihood; the best :math:`K` (the smallest on a tie) is refitted on all data. With
+    fewer than 20 training points there is nothing to compare and :math:`K = 1`
+    (``bin_scores_`` is then empty). Every bin and tail keeps a mass of at least
+    :data:`MIN_MASS`.
 
     References
     ----------
@@ -541,9 +550,12 @@ class SplineDensity(DensityMixin, BaseEstimator):
         if auto:
             rng = check_random_state(self.random_state)
             is_held = rng.uniform(size=x.size) < held
-            n_train = int(np.count_nonzero(weights[~is_held]))
-            K = 1
-            while K <= max_bins and n_train >= 10 * K:
+            n_train = int(np.count_nonzero(~is_held))
+            candidates = [K for K in 2 ** np.arange(int(np.log2(max_bins)) + 1) if n_train >= 10 * K]
+            if len(candidates) < 2:  # nothing to compare: one bin
+                candidates = []
+            for K in candidates:
+                K = int(K)
                 try:
                     model = self._fit_z(z[~is_held], weights[~is_held], K, tail, mw, max_iter, tol)
                 except ValueError:
@@ -551,14 +563,11 @@ class SplineDensity(DensityMixin, BaseEstimator):
                 wv = weights[is_held]
                 score = np.dot(wv, model.logpdf_z(z[is_held])) / wv.sum()
                 self.bin_scores_[K] = float(score)
-                K *= 2
-            if not self.bin_scores_:
-                raise ValueError(
-                    f"too few points ({n_used}) to choose the number of bins on held-out data; "
-                    "pass a fixed n_bins or more data."
-                )
-            best = max(self.bin_scores_.values())
-            n_bins = min(k for k, v in self.bin_scores_.items() if v == best)
+            if self.bin_scores_:
+                best = max(self.bin_scores_.values())
+                n_bins = min(k for k, v in self.bin_scores_.items() if v == best)
+            else:
+                n_bins = 1
         else:
             n_bins = int(self.n_bins)
         if n_used < 3 * n_bins + 3:
@@ -684,7 +693,7 @@ class _FittedZ:
 
     def __init__(self, layout, res):
         K = layout.K
-        _, w, log_q, d = layout.unpack(res.x)
+        _, _, w, log_q, d = layout.unpack(res.x)
         q = np.exp(log_q)
         X = layout.knots(w)
         y = q[0] + np.concatenate([[0.0], np.cumsum(q[1:K + 1])])
