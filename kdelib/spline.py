@@ -27,6 +27,51 @@ from .base import DensityMixin
 __all__ = ["RationalQuadraticSpline", "SplineDensity"]
 
 
+class _BinSearch:
+    """``np.searchsorted(edges, v, side="right") - 1``, faster for many points and few edges.
+
+    A uniform grid of cells over ``[edges[0], edges[-1]]`` gives each point a first guess, the
+    bin of the cell's lower neighbour (never above the true bin), which is then moved up while
+    ``v >= edges[k + 1]``. The result is identical to ``searchsorted`` (the tests check it);
+    where the cells would be too fine for the edges' magnitude, ``searchsorted`` is used.
+    """
+
+    def __init__(self, edges):
+        self.edges = edges
+        K = edges.size - 1
+        span = edges[-1] - edges[0]
+        self.n_cells = n_cells = 4 * K + 4
+        width = span / n_cells
+        magnitude = np.max(np.abs(edges[[0, -1]]))
+        self.use_grid = bool(np.isfinite(span) and width > 1024 * np.spacing(magnitude))
+        if self.use_grid:
+            self.scale = n_cells / span
+            # guess[i] for the point in cell j = i - 1 (i = 0 below the first edge): the bin
+            # holding the lower edge of cell j - 1
+            cells = edges[0] + width * np.arange(-2, n_cells)
+            self.guess = np.searchsorted(edges, cells, side="right") - 1
+            self.padded = np.append(edges, np.inf)
+
+    def __call__(self, v):
+        if not self.use_grid or v.size < 64:
+            return np.searchsorted(self.edges, v, side="right") - 1
+        j = v - self.edges[0]
+        j *= self.scale
+        j += 1.0
+        np.clip(j, 0.0, self.n_cells + 1.0, out=j)
+        k = self.guess[j.astype(np.intp)]
+        padded = self.padded
+        up = v >= padded[k + 1]
+        k += up
+        todo = np.flatnonzero(up)
+        while todo.size:
+            kt = k[todo]
+            up = v[todo] >= padded[kt + 1]
+            todo = todo[up]
+            k[todo] += 1
+        return k
+
+
 class RationalQuadraticSpline:
     r"""Monotone rational-quadratic spline through given knots, values and slopes.
 
@@ -65,7 +110,11 @@ class RationalQuadraticSpline:
     moves a result by the last rounding, so the map stays monotone in floating point.
 
     *Inverse.* With :math:`\Delta = u - y_k`, :math:`\Delta' = y_{k+1} - u`, :math:`\xi`
-    solves :math:`a\xi^2 + b\xi + c = 0` with
+    solves :math:`a\xi^2 + b\xi + c = 0` (written here for a root in the left half of the bin;
+    right of the bin's middle the same equation is solved for :math:`\eta = 1 - \xi` with the roles of
+    :math:`\Delta, \Delta'` and of :math:`\delta_k, \delta_{k+1}` exchanged, so the root
+    is always the distance to the nearer knot and the rounding of :math:`a` and :math:`b`,
+    which can cancel, moves :math:`x` by little) with
 
     .. math::
 
@@ -110,6 +159,9 @@ class RationalQuadraticSpline:
             raise ValueError("knot spacings overflow (x or y spans more than the largest double); rescale.")
         self._s = self._h / self._w
         self._x_next, self._y_next, self._d_next = x[1:], y[1:], d[1:]
+        self._search_x, self._search_y = _BinSearch(x), _BinSearch(y)
+        # s(middle of bin k) - y[k], to tell on which half of the bin a value's root lies
+        self._mid_lo = self._h * ((self._s + d[:-1]) / (2.0 * self._s + d[:-1] + d[1:]))
         if not (np.all(self._s > 0) and np.all(np.isfinite(self._s))):
             raise ValueError("the mean slope of a bin under- or overflows; rescale x or y.")
 
@@ -121,10 +173,11 @@ class RationalQuadraticSpline:
     # ------------------------------------------------------------------ bins
     def _bins(self, t):
         """Bin of each point: -1 below x[0], K from x[K] on, else k with x[k] <= t < x[k+1]."""
-        return np.searchsorted(self.x, t, side="right") - 1
+        return self._search_x(t)
 
     def _inverse_bins(self, u):
-        return np.searchsorted(self.y, u, side="right") - 1
+        """Bin of each value: -1 below y[0], K from y[K] on, else k with y[k] <= u < y[k+1]."""
+        return self._search_y(u)
 
     def _local(self, t, k):
         """xi, eta, s, d_k, d_k+1, h for points inside bin k (0 <= k < K)."""
@@ -251,11 +304,22 @@ class RationalQuadraticSpline:
         return out.reshape(u.shape)[()]
 
     def _inverse_inside(self, lo, hi, k):
-        """Root in bin ``k`` given ``lo = u - y[k] >= 0`` and ``hi = y[k+1] - u > 0``."""
-        s, d0, d1 = self._s[k], self.derivatives[k], self.derivatives[k + 1]
-        a = lo * (d1 - s) - hi * (d0 - s)
-        b = hi * d0 - lo * (d1 - 2.0 * s)
-        c = -s * lo
+        """Root in bin ``k`` given ``lo = u - y[k] >= 0`` and ``hi = y[k+1] - u > 0``.
+
+        The quadratic is solved for the distance to the nearer end of the bin (``xi`` from the
+        left when the value lies below the spline's value at the bin's middle, ``eta = 1 - xi``
+        from the right otherwise, by the mirrored coefficients), so the root is at most 1/2
+        and the rounding of ``a`` and ``b`` moves ``x`` by little.
+        """
+        s = self._s[k]
+        flip = lo > self._mid_lo[k]  # the root lies right of the bin's middle
+        near = np.where(flip, hi, lo)
+        far = np.where(flip, lo, hi)
+        d_near = np.where(flip, self._d_next[k], self.derivatives[k])
+        d_far = np.where(flip, self.derivatives[k], self._d_next[k])
+        a = near * (d_far - s) - far * (d_near - s)
+        b = far * d_near - near * (d_far - 2.0 * s)
+        c = -s * near
         disc = b * b - 4.0 * a * c
         negative = disc < 0
         if np.any(negative):
@@ -267,11 +331,12 @@ class RationalQuadraticSpline:
             disc = np.where(negative, 0.0, disc)
         root = np.sqrt(disc)
         with np.errstate(divide="ignore", invalid="ignore"):
-            xi = np.where(b >= 0, 2.0 * c / (-b - root), (-b + root) / (2.0 * a))
+            r = np.where(b >= 0, 2.0 * c / (-b - root), (-b + root) / (2.0 * a))
         # b >= 0 with c = 0 (u on the knot) gives 0 / (-2b) = -0.0, i.e. xi = 0.
-        x0 = self.x[k]
-        out = x0 + self._w[k] * xi
-        return np.minimum(np.maximum(out, x0), self.x[k + 1])
+        x0, x1 = self.x[k], self._x_next[k]
+        step = self._w[k] * r
+        out = np.where(flip, x1 - step, x0 + step)
+        return np.minimum(np.maximum(out, x0), x1)
 
 
 # --------------------------------------------------------------------------- fitted density
