@@ -294,6 +294,10 @@ class RationalQuadraticSpline:
         flat = u.reshape(-1)
         K = self.n_bins
         k = self._inverse_bins(flat)
+        if flat.size and k.min() >= 0 and k.max() < K:  # all inside: no masks, no copies
+            lo = flat - self.y[k]
+            hi = self._y_next[k] - flat
+            return self._inverse_inside(lo, hi, k).reshape(u.shape)[()]
         out = np.empty(flat.size)
         for sel, j in ((k < 0, 0), (k >= K, K)):
             if np.any(sel):
@@ -315,28 +319,49 @@ class RationalQuadraticSpline:
         flip = lo > self._mid_lo[k]  # the root lies right of the bin's middle
         near = np.where(flip, hi, lo)
         far = np.where(flip, lo, hi)
-        d_near = np.where(flip, self._d_next[k], self.derivatives[k])
-        d_far = np.where(flip, self.derivatives[k], self._d_next[k])
-        a = near * (d_far - s) - far * (d_near - s)
-        b = far * d_near - near * (d_far - 2.0 * s)
-        c = -s * near
-        disc = b * b - 4.0 * a * c
+        k_near = k + flip
+        d_near = self.derivatives[k_near]
+        d_far = self.derivatives[(2 * k + 1) - k_near]
+        # a = near (d_far - s) - far (d_near - s);  b = far d_near - near (d_far - 2 s);  c = -s near
+        a = d_far - s
+        a *= near
+        b = d_near - s
+        b *= far
+        a -= b
+        b += far * s  # far * d_near
+        d_far -= 2.0 * s
+        d_far *= near
+        b -= d_far
+        c = near
+        c *= -s
+        disc = b * b
+        four_ac = 4.0 * a * c
+        disc -= four_ac
         negative = disc < 0
         if np.any(negative):
-            scale = b * b + 4.0 * np.abs(a * c)
+            scale = b * b + np.abs(four_ac)
             if np.any(disc[negative] < -8.0 * np.finfo(float).eps * scale[negative]):
                 raise FloatingPointError(
                     "negative discriminant beyond rounding in the spline inverse; please report."
                 )
-            disc = np.where(negative, 0.0, disc)
-        root = np.sqrt(disc)
+            disc[negative] = 0.0
+        root = np.sqrt(disc, out=disc)
+        # q = -(b + sign(b) sqrt(disc)) / 2 has no cancellation; the root in [0, 1] is c / q
+        # for b >= 0 and q / a for b < 0 (the two usual forms of the same root).
+        positive = b >= 0
+        np.copysign(root, b, out=root)
+        root += b
+        q = root
+        q *= -0.5
         with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(b >= 0, 2.0 * c / (-b - root), (-b + root) / (2.0 * a))
-        # b >= 0 with c = 0 (u on the knot) gives 0 / (-2b) = -0.0, i.e. xi = 0.
+            r = np.where(positive, c, q)
+            r /= np.where(positive, q, a)
+        # b >= 0 with c = 0 (u on the knot) gives 0 / (-b) = -0.0, i.e. xi = 0.
         x0, x1 = self.x[k], self._x_next[k]
-        step = self._w[k] * r
-        out = np.where(flip, x1 - step, x0 + step)
-        return np.minimum(np.maximum(out, x0), x1)
+        r *= self._w[k]
+        out = np.where(flip, x1 - r, x0 + r)
+        np.maximum(out, x0, out=out)
+        return np.minimum(out, x1, out=out)
 
 
 # --------------------------------------------------------------------------- fitted density
@@ -619,7 +644,7 @@ class SplineDensity(DensityMixin, BaseEstimator):
         weights = np.full(x.size, 1.0 / x.size) if weights is None else weights
         auto = isinstance(self.n_bins, str)
         if auto:
-            check_choice_auto(self.n_bins)
+            _check_auto(self.n_bins)
         else:
             check_positive_int(self.n_bins, "n_bins")
         max_bins = check_positive_int(self.max_bins, "max_bins")
@@ -769,7 +794,7 @@ class SplineDensity(DensityMixin, BaseEstimator):
         return np.asarray(self.ppf(rng.uniform(size=n)), dtype=float).reshape(n)
 
 
-def check_choice_auto(value):
+def _check_auto(value):
     from ._validation import check_choice
 
     return check_choice(value, ("auto",), "n_bins")
