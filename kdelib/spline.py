@@ -50,15 +50,16 @@ class _BinSearch:
             # holding the lower edge of cell j - 1
             cells = edges[0] + width * np.arange(-2, n_cells)
             self.guess = np.searchsorted(edges, cells, side="right") - 1
-            self.padded = np.append(edges, np.inf)
+            self.padded = np.append(edges, np.nan)  # v >= nan is False: no bin past K
 
     def __call__(self, v):
         if not self.use_grid or v.size < 64:
             return np.searchsorted(self.edges, v, side="right") - 1
-        j = v - self.edges[0]
-        j *= self.scale
-        j += 1.0
-        np.clip(j, 0.0, self.n_cells + 1.0, out=j)
+        with np.errstate(over="ignore", invalid="ignore"):  # |v| near the largest double
+            j = v - self.edges[0]
+            j *= self.scale
+            j += 1.0
+            np.clip(j, 0.0, self.n_cells + 1.0, out=j)
         k = self.guess[j.astype(np.intp)]
         padded = self.padded
         up = v >= padded[k + 1]
