@@ -17,6 +17,9 @@ _PUBLIC = {
     "MixtureGaussianizer": "gaussianize",
     "RBIG": "rbig",
     "PiecewiseGaussianizer": "rbig",
+    "RationalQuadraticSpline": "spline",
+    "SplineDensity": "spline",
+    "SplineGaussianizer": "gaussianize",
 }
 _SUBMODULES = (
     "base",
@@ -30,6 +33,7 @@ _SUBMODULES = (
     "mixture",
     "normal_mixture",
     "rbig",
+    "spline",
 )
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])

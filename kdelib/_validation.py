@@ -361,3 +361,33 @@ def check_estimator_or_choice(value, registry, name, methods):
             f"{', '.join(methods)}; got {value!r} (missing {', '.join(missing)})."
         )
     return None, value
+
+
+def check_spline_knots(x, y, derivatives):
+    """Return the knots, values and derivatives of a monotone spline as three 1-D float64 arrays.
+
+    ``x`` and ``y`` must be finite and strictly increasing with at least two entries, and
+    ``derivatives`` finite and positive, one per knot.
+    """
+    x = as_1d_float(x, "x", min_size=2)
+    y = as_1d_float(y, "y", min_size=2)
+    d = as_1d_float(derivatives, "derivatives", min_size=2)
+    if not (x.size == y.size == d.size):
+        raise ValueError(
+            f"x, y and derivatives need one entry per knot; got lengths {x.size}, {y.size} and "
+            f"{d.size}."
+        )
+    for arr, name in ((x, "x"), (y, "y")):
+        with np.errstate(over="ignore"):  # an overflowing step is still positive
+            steps = np.diff(arr)
+        if np.any(steps <= 0):
+            k = int(np.argmax(steps <= 0))
+            raise ValueError(
+                f"{name} must be strictly increasing; {name}[{k}] = {arr[k]!r} is not below "
+                f"{name}[{k + 1}] = {arr[k + 1]!r}. Sort the knots and merge ties."
+            )
+    if np.any(d <= 0):
+        raise ValueError(
+            f"derivatives must be positive (a monotone spline); got {d[d <= 0].tolist()}."
+        )
+    return x, y, d

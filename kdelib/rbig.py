@@ -26,7 +26,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from . import gaussianize as _gz
 from ._validation import (
     check_choice,
     check_estimator_or_choice,
@@ -36,7 +35,7 @@ from ._validation import (
     check_positive_int,
     check_real,
 )
-from .gaussianize import KDEGaussianizer, MixtureGaussianizer
+from .gaussianize import KDEGaussianizer, MixtureGaussianizer, SplineGaussianizer
 
 __all__ = ["MARGINALS", "ROTATIONS", "RBIG", "PiecewiseGaussianizer"]
 
@@ -382,6 +381,7 @@ MARGINALS = {
     "kde": lambda seed: KDEGaussianizer(),
     "mixture": lambda seed: MixtureGaussianizer(n_components=3, random_state=seed),
     "piecewise": lambda seed: PiecewiseGaussianizer(),
+    "spline": lambda seed: SplineGaussianizer(random_state=seed),
 }
 
 

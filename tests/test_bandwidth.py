@@ -357,7 +357,7 @@ def test_sj_functional_has_its_analytic_mean_on_normal_data():
     assert np.mean(values) == pytest.approx(expected, abs=4 * np.std(values, ddof=1) / np.sqrt(6))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.floats(1e-3, 1e3), st.floats(-1e3, 1e3), st.booleans())
 def test_sj_is_scale_and_shift_equivariant(a, b, flip):
     x = bimodal_sample(120, 2)

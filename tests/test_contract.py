@@ -22,7 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks as checks
 
 from hypothesis_profiles import examples
-from kdelib import GaussianKDE, GaussianMixtureCDF
+from kdelib import GaussianKDE, GaussianMixtureCDF, SplineDensity
 from kdelib.base import DensityMixin
 
 METHODS = ("pdf", "logpdf", "cdf", "logcdf", "sf", "logsf", "ppf", "ppf_log", "sample",
@@ -45,6 +45,7 @@ DENSITY_ESTIMATORS = {
     "kde-reflect-both-sj": (lambda: GaussianKDE(bandwidth="sj", bounds=(-3.5, 3.9)), True),
     "kde-transform-upper": (lambda: GaussianKDE(bounds=(-np.inf, 3.9), boundary="transform"), True),
     "kde-transform-both": (lambda: GaussianKDE(bounds=(-3.5, 3.9), boundary="transform"), True),
+    "spline": (lambda: SplineDensity(random_state=0), False),
 }
 # Tolerance of pdf/cdf/sf against the exact log-space methods (the binned path is within tol).
 EXACTNESS = {"kde-binned": 1e-8}

@@ -16,7 +16,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hypothesis_profiles import examples
-from kdelib import KDEGaussianizer, MixtureGaussianizer
+from kdelib import KDEGaussianizer, MixtureGaussianizer, SplineGaussianizer
 from kdelib.bandwidth import select_bandwidth
 from kdelib import gaussianize
 from kdelib.gaussianize import Z_LOG_MAX, Z_MAX
@@ -31,13 +31,58 @@ def normal_mixture_of(dist):
     return means, scales, np.exp(log_weights)
 
 
-# One entry per Gaussianizer: how to build it, how to read its fitted marginals as a normal
-# mixture (for the mpmath reference), and any tolerance that differs between them.
+def mixture_reference(dist, x):
+    """z and log-det at x for a normal-mixture marginal (see log_det_reference)."""
+    return log_det_reference(normal_mixture_of(dist), x)
+
+
+def spline_reference(dist, x):
+    """z and log-det at x for a SplineDensity marginal, from its knots and tails in mpmath.
+
+    Standardised u = (x - c) / sigma; half-normal tails F = 2 p Phi((u - u_0) / s) below the
+    first knot (S likewise above the last), the spline in the usual form between them.
+    """
+    spline = dist.spline_
+    X, Y, D = spline.x, spline.y, spline.derivatives
+    p_lo, p_hi = np.exp(dist.log_tail_masses_)
+    s_lo, s_hi = dist.tail_scales_
+    u_float = (float(x) - dist.center_) / dist.scale_
+    with mp.workdps(50 + 2 * int(np.log10(1.0 + abs(u_float)))):
+        u = (mp.mpf(float(x)) - mp.mpf(dist.center_)) / mp.mpf(dist.scale_)
+        if u < X[0]:
+            t = (u - mp.mpf(X[0])) / mp.mpf(s_lo)
+            F = 2 * mp.mpf(p_lo) * mp.ncdf(t)
+            S, f = 1 - F, mp.mpf(D[0]) * mp.exp(-t * t / 2)
+        elif u >= X[-1]:
+            t = (u - mp.mpf(X[-1])) / mp.mpf(s_hi)
+            S = 2 * mp.mpf(p_hi) * mp.ncdf(-t)
+            F, f = 1 - S, mp.mpf(D[-1]) * mp.exp(-t * t / 2)
+        else:
+            k = int(np.searchsorted(X, float(u), side="right") - 1)
+            x0, x1, y0, y1, d0, d1 = (mp.mpf(float(v)) for v in (X[k], X[k + 1], Y[k], Y[k + 1], D[k], D[k + 1]))
+            w, h = x1 - x0, y1 - y0
+            sl, xi = h / w, (u - x0) / w
+            om = xi * (1 - xi)
+            den = sl + (d0 + d1 - 2 * sl) * om
+            F = y0 + h * (sl * xi**2 + d0 * om) / den
+            # 1 - F from the upper masses, as the reference for the upper tail
+            upper = mp.mpf(p_hi) + mp.fsum(mp.mpf(float(v)) for v in np.diff(Y)[k + 1:])
+            S = upper + h - h * (sl * xi**2 + d0 * om) / den
+            f = sl**2 * (d1 * xi**2 + 2 * sl * om + d0 * (1 - xi) ** 2) / den**2
+        return tails_log_det_reference(F, S, f / mp.mpf(dist.scale_))
+
+
+# One entry per Gaussianizer: how to build it, its mpmath reference for z and the log-det of
+# one fitted marginal at one point, and any tolerance that differs between them.
 GAUSSIANIZERS = {
-    KDEGaussianizer: {"make": lambda: KDEGaussianizer(), "parameters": normal_mixture_of},
+    KDEGaussianizer: {"make": lambda: KDEGaussianizer(), "reference": mixture_reference},
     MixtureGaussianizer: {
         "make": lambda: MixtureGaussianizer(n_components=3, random_state=0),
-        "parameters": normal_mixture_of,
+        "reference": mixture_reference,
+    },
+    SplineGaussianizer: {
+        "make": lambda: SplineGaussianizer(random_state=0),
+        "reference": spline_reference,
     },
 }
 ROUND_TRIP_ATOL = 1e-10
@@ -64,7 +109,8 @@ def fitted(request):
 
 
 # --------------------------------------------------------------------------- scikit-learn API
-@parametrize_with_checks([KDEGaussianizer(), MixtureGaussianizer(random_state=0)])
+@parametrize_with_checks([KDEGaussianizer(), MixtureGaussianizer(random_state=0),
+                          SplineGaussianizer(random_state=0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -200,21 +246,26 @@ def log_det_reference(mixture, x):
         F = mp.fsum(w * mp.ncdf((xm - m) / s) for w, m, s in terms)
         S = mp.fsum(w * mp.ncdf((m - xm) / s) for w, m, s in terms)
         f = mp.fsum(w * mp.npdf((xm - m) / s) / s for w, m, s in terms)
-        tail, sign = (F, -1) if F <= S else (S, 1)
-        # Newton on log Phi(t) = log tail, started from the asymptotic root.
-        t = -mp.sqrt(-2 * mp.log(tail))
-        for _ in range(60):
-            step = (mp.log(mp.ncdf(t)) - mp.log(tail)) * mp.ncdf(t) / mp.npdf(t)
-            t -= step
-            if abs(step) < mp.mpf(10) ** (5 - mp.mp.dps) * (1 + abs(t)):
-                break
-        z = -sign * t
-        return float(z), float(mp.log(f) + z**2 / 2 + mp.log(2 * mp.pi) / 2)
+        return tails_log_det_reference(F, S, f)
+
+
+def tails_log_det_reference(F, S, f):
+    """z = Phi^-1(F) and log f - log phi(z) from mpmath values of F, S and f (at their precision)."""
+    tail, sign = (F, -1) if F <= S else (S, 1)
+    # Newton on log Phi(t) = log tail, started from the asymptotic root.
+    t = -mp.sqrt(-2 * mp.log(tail))
+    for _ in range(60):
+        step = (mp.log(mp.ncdf(t)) - mp.log(tail)) * mp.ncdf(t) / mp.npdf(t)
+        t -= step
+        if abs(step) < mp.mpf(10) ** (5 - mp.mp.dps) * (1 + abs(t)):
+            break
+    z = -sign * t
+    return float(z), float(mp.log(f) + z**2 / 2 + mp.log(2 * mp.pi) / 2)
 
 
 def test_log_det_and_z_match_mpmath_in_the_tails(fitted):
     cls, g, X = fitted
-    parameters = GAUSSIANIZERS[cls]["parameters"]
+    reference = GAUSSIANIZERS[cls]["reference"]
     # z targets from moderate tails to far beyond 1e-300 (|z| > 37), out to |log F| ~ 1e200.
     targets = np.array([3.0, 8.0, 20.0, 37.0, 60.0, 300.0, 5e3, 1e6, 1e10, 1e100])
     z_targets = np.concatenate([-targets, targets])
@@ -223,9 +274,8 @@ def test_log_det_and_z_match_mpmath_in_the_tails(fitted):
         x = one.inverse_transform(z_targets[:, None])[:, 0]
         z = one.transform(x[:, None])[:, 0]
         log_det = one.log_det_jacobian(x[:, None])
-        mixture = parameters(g.marginals_[j])
         for xi, zi, ldi in zip(x, z, log_det):
-            z_ref, log_det_ref = log_det_reference(mixture, xi)
+            z_ref, log_det_ref = reference(g.marginals_[j], xi)
             assert zi == pytest.approx(z_ref, rel=1e-13), (j, xi)
             assert ldi == pytest.approx(log_det_ref, rel=MPMATH_RTOL), (j, xi, zi)
 
