@@ -445,7 +445,7 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    marginal : {"kde", "mixture", "piecewise"} or estimator, default "kde"
+    marginal : {"kde", "mixture", "piecewise", "spline"} or estimator, default "kde"
         The marginal Gaussianizer of every layer: a name in :data:`MARGINALS` or an unfitted
         transformer with ``fit``, ``transform``, ``inverse_transform`` and
         ``log_det_jacobian`` (cloned for each layer). ``"kde"`` is
@@ -453,7 +453,8 @@ class RBIG(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         cost grows as the square of the sample size); ``"mixture"`` is
         :class:`kdelib.MixtureGaussianizer` with 3 components; ``"piecewise"`` is
         :class:`PiecewiseGaussianizer` (256 knots), whose cost does not grow with the sample
-        size, for large data.
+        size, for large data; ``"spline"`` is :class:`kdelib.SplineGaussianizer` (a
+        rational-quadratic spline CDF fitted by maximum likelihood per column).
     rotation : {"pca", "random"}, default "pca"
         ``"pca"``: eigenvectors of the covariance after the marginal step; ``"random"``: a
         Haar-distributed orthogonal matrix drawn from ``random_state``.
