@@ -566,6 +566,15 @@ class SplineGaussianizer(MarginalGaussianizer):
         Returns
         -------
         self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdelib import SplineGaussianizer
+        >>> X = np.random.default_rng(0).exponential(size=(400, 2))
+        >>> g = SplineGaussianizer(n_bins=4, random_state=0).fit(X)
+        >>> [m.spline_.n_bins for m in g.marginals_]
+        [4, 4]
         """
         super().fit(X, y)
         self.n_bins_ = np.array([dist.n_bins_ for dist in self.marginals_])

@@ -103,7 +103,7 @@ def test_load_mnist_labels_and_kinds():
     images, labels = datasets.load_mnist("t10k", data_dir=mnist_dir())
     assert images.shape == (10000, 784) and labels.shape == (10000,)
     assert set(np.unique(labels)) == set(range(10))
-    with pytest.raises(ValueError, match="'train' or 't10k'"):
+    with pytest.raises(ValueError, match="'train', 't10k'"):
         datasets.load_mnist("valid", data_dir=mnist_dir())
 
 

@@ -214,7 +214,8 @@ def test_page(page, server, browser):
     broken = [src for src, w, h in sizes if not (w > 0 and h > 0)]
     assert not broken, f"images that did not load: {broken}"
 
-    _check_glued_text(_glue_roles(page), tab.locator("span.pasted-text").all_inner_texts())
+    # text_contents, not inner_texts: values inside a collapsed solution are in the page, hidden.
+    _check_glued_text(_glue_roles(page), tab.locator("span.pasted-text").all_text_contents())
 
     if page.startswith("notebooks/"):
         colab = tab.locator("a[href*='colab.research.google.com']")
