@@ -40,13 +40,18 @@
     });
   }
 
-  // The theme's controls: an accessible name must contain the control's visible text.
+  // The theme's and myst-nb's controls: an accessible name must contain the control's visible text.
   // - The search field shows "Search Ctrl+K" but is labelled "Search": let its text name it.
   // - The colour-mode button is labelled "Color mode"; its icons are decorative (Font Awesome turns
   //   each into an <svg role="img"> titled "Light", "Dark", ... which would count as its text).
   function fixThemeControls() {
     document.querySelectorAll(".search-button-field[aria-label]").forEach(function (button) {
       if (button.textContent.trim()) { button.removeAttribute("aria-label"); }
+    });
+    // Collapsed cells: myst-nb labels each <summary> "Toggle hidden content" around visible text
+    // such as "Show code cell source"; the visible text is the better name.
+    document.querySelectorAll("details > summary[aria-label]").forEach(function (summary) {
+      if (summary.textContent.trim()) { summary.removeAttribute("aria-label"); }
     });
     document.querySelectorAll(".theme-switch-button .theme-switch").forEach(function (icon) {
       icon.removeAttribute("title");
