@@ -978,7 +978,8 @@ class PchipDensity(DensityMixin, BaseEstimator):
     value whose :math:`F_i` reaches the level is kept (duplicates dropped, so possibly
     fewer knots; both end values always stay). The kept knots keep their mid-ECDF values.
 
-    *Between the knots* :math:`F` is the cubic Hermite interpolant with the slopes of
+    *Between the knots* :math:`F` is the cubic Hermite interpolant (evaluated in each
+    bin's own coordinate, so very wide or narrow bins do not under- or overflow) with the slopes of
     ``scipy.interpolate.PchipInterpolator`` (Fritsch and Butland's weighted harmonic mean of
     the neighbouring secants inside; a one-sided three-point formula at the ends). PCHIP sets
     an end slope to zero when the three-point formula turns negative (an end secant much
@@ -1065,7 +1066,7 @@ class PchipDensity(DensityMixin, BaseEstimator):
         >>> d.knots_.size <= 20, bool(abs(d.cdf(0.0) - 0.5) < 0.05)
         (True, True)
         """
-        from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
+        from scipy.interpolate import PchipInterpolator
 
         x = as_1d_float(x, "x", min_size=2)
         weights = check_weights(sample_weight, x.size, "sample_weight")
@@ -1110,9 +1111,7 @@ class PchipDensity(DensityMixin, BaseEstimator):
                              "data (e.g. by a power of ten).")
         self.knots_, self.cdf_values_, self.sf_values_ = u, F, S
         self.derivatives_, self.tail_rates_ = d, rates
-        self._cdf_spline = CubicHermiteSpline(u, F, d, extrapolate=False)
-        self._sf_spline = CubicHermiteSpline(u, S, -d, extrapolate=False)
-        self._pdf_spline = self._cdf_spline.derivative()
+        self._widths, self._secants = widths, secants
         self._log_ends = np.log([F[0], S[-1]])
         self._log_cdf_knots, self._log_sf_knots = np.log(F), np.log(S)
         return self
@@ -1127,11 +1126,10 @@ class PchipDensity(DensityMixin, BaseEstimator):
         lo, hi = k < 0, k >= K
         inside = ~(lo | hi)
         ki, ti = k[inside], t[inside]
-        cdf = np.clip(self._cdf_spline(ti), F[ki], F[ki + 1])
-        sf = np.clip(self._sf_spline(ti), S[ki + 1], S[ki])
+        cdf, sf, pdf = self._hermite(ti, ki)
         with np.errstate(divide="ignore"):
             log_cdf[inside], log_sf[inside] = np.log(cdf), np.log(sf)
-            log_pdf[inside] = np.log(self._pdf_spline(ti))
+            log_pdf[inside] = np.log(pdf)
         at_end = hi & (t == u[K])
         log_cdf[at_end], log_sf[at_end] = np.log(F[K]), self._log_ends[1]
         log_pdf[at_end] = np.log(self.derivatives_[K])
@@ -1148,6 +1146,20 @@ class PchipDensity(DensityMixin, BaseEstimator):
             log_cdf[far], log_sf[far] = np.log(F[K] + S[K] * -np.expm1(step)), near
             log_pdf[far] = np.log(self.tail_rates_[1]) + near
         return log_cdf, log_sf, log_pdf
+
+    def _hermite(self, t, k):
+        """F, S and f inside bin k, in the bin's own coordinate (no power basis: its
+        coefficients under- and overflow for very wide or narrow bins)."""
+        u, F, S, d = self.knots_, self.cdf_values_, self.sf_values_, self.derivatives_
+        h = self._widths[k]
+        s, r = (t - u[k]) / h, (u[k + 1] - t) / h  # r = 1 - s, without the subtraction
+        d0, d1 = d[k], d[k + 1]
+        h00, h01 = r * r * (1.0 + 2.0 * s), s * s * (1.0 + 2.0 * r)
+        h10, h11 = h * d0 * s * r * r, h * d1 * s * s * r
+        cdf = np.clip(F[k] * h00 + F[k + 1] * h01 + h10 - h11, F[k], F[k + 1])
+        sf = np.clip(S[k] * h00 + S[k + 1] * h01 - h10 + h11, S[k + 1], S[k])
+        pdf = 6.0 * s * r * self._secants[k] + d0 * r * (r - 2.0 * s) + d1 * s * (s - 2.0 * r)
+        return cdf, sf, pdf
 
     def _apply(self, x, which):
         self._check_fitted()
