@@ -1009,12 +1009,13 @@ class PchipDensity(DensityMixin, BaseEstimator):
     only :math:`C^1`.
 
     *Limits.* This is an interpolant, not a smoother: beyond the half-weight midpoint rule it
-    does not smooth, so at small :math:`n` it overfits (the density is a set of bumps between
-    neighbouring data values, and its height between two close values is about their weight
-    over their distance). The density can be tiny (never zero) where a flat stretch of the
-    ECDF meets a steep one; it does not vanish at local extrema of the secants, which only
-    zero slopes of non-monotone data would cause. Tied values are merged into one knot whose
-    weight is their sum: a tie is not a point mass, it only makes the CDF steeper there. The
+    does not smooth, so at small :math:`n` it overfits. Between two neighbouring knots the
+    density is near the secant, about their mean weight over their distance: high and spiky
+    where two values happen to be close, low across gaps. The density can be tiny (never
+    zero) where a flat stretch of the ECDF meets a steep one. PCHIP's zero slopes, set where
+    neighbouring secants differ in sign or one is zero, cannot occur inside, because the
+    mid-ECDF is strictly increasing. Tied values are merged into one knot whose weight is
+    their sum: a tie is not kept as a point mass, it only steepens the CDF around it. The
     tails are exponential whatever the data's tails are, and each holds half the weight of
     its end value. Data whose spacings or secant slopes over- or underflow are refused.
     Quantiles between the knots are found by bracketed root-finding
