@@ -162,11 +162,28 @@ def _relabel(app, doctree, docname):
             node.parent.replace(node, nodes.Text(match.group(1)))
 
 
+def _listed_in_attributes(app, name):
+    """Whether the class being documented lists ``name`` in its numpydoc "Attributes" section."""
+    module, cls_name = app.env.temp_data.get("autodoc:module"), app.env.temp_data.get("autodoc:class")
+    if not module or not cls_name:
+        return False
+    cls = _import(f"{module}.{cls_name}")
+    section = re.search(r"^Attributes\n-+\n(.*?)(?=^\S[^\n]*\n-+\n|\Z)", inspect.getdoc(cls) or "",
+                        flags=re.S | re.M)
+    if not section:
+        return False
+    entries = (line.split(":")[0] for line in section.group(1).splitlines() if line and not line[0].isspace())
+    return any(name in (part.strip() for part in entry.split(",")) for entry in entries)
+
+
 def _skip_foreign_members(app, what, name, obj, skip, options):
     """Leave out class members defined outside the package (scikit-learn's ``get_params``,
-    ``set_fit_request``, ...); members of the package's own private bases stay."""
+    ``set_fit_request``, ...); members of the package's own private bases stay. Attributes and
+    properties that the class's "Attributes" section documents appear once, from that section."""
     if what not in ("class", "exception"):
         return None
+    if not callable(obj) and _listed_in_attributes(app, name):
+        return True
     if obj is INSTANCEATTR or obj is UNINITIALIZED_ATTR:
         # Annotation-only fields (a dataclass's): their text is the class's "Attributes" section,
         # which napoleon already turns into entries; a second, empty entry would duplicate them.

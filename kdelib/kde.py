@@ -403,7 +403,7 @@ class GaussianKDE(nm.MixtureDistribution, BaseEstimator):
         With ``bounds``: for reflection the kernel is the sum of its images
         :math:`\sum_b \phi_h(y_b(x) - X)`, and the product of two images is again a normal
         density in :math:`X`, so :math:`E\,k^2` is a sum over pairs of images of KDEs with
-        bandwidth :math:`h/\sqrt2` (see :meth:`kdelib.bounded.Reflected.pdf_variance`); for
+        bandwidth :math:`h/\sqrt2` (see ``Reflected.pdf_variance`` in :mod:`kdelib.bounded`); for
         transformation the standard deviation is that of the transformed KDE times
         :math:`|t'(x)|`. Outside the support it is 0.
 
