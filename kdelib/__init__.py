@@ -19,6 +19,7 @@ _PUBLIC = {
     "PiecewiseGaussianizer": "rbig",
     "RationalQuadraticSpline": "spline",
     "SplineDensity": "spline",
+    "PchipDensity": "spline",
     "SplineGaussianizer": "gaussianize",
 }
 _SUBMODULES = (

@@ -341,3 +341,142 @@ def test_density_bad_input():
         SplineDensity().fit(data[:5])
     few = SplineDensity().fit(data[:12])  # under 20 training points: one bin, no comparison
     assert few.n_bins_ == 1 and few.bin_scores_ == {}
+
+
+# --------------------------------------------------------------------------- PCHIP density
+from fractions import Fraction  # noqa: E402
+
+from scipy.integrate import quad  # noqa: E402
+from scipy.interpolate import PchipInterpolator  # noqa: E402
+
+from kdelib.spline import PchipDensity  # noqa: E402
+
+
+def mid_ecdf(values, weights):
+    """Distinct values and their mid-ECDF in exact rational arithmetic."""
+    total = sum(Fraction(w) for w in weights)
+    distinct = sorted(set(values))
+    mass = {v: Fraction(0) for v in distinct}
+    for v, w in zip(values, weights):
+        mass[v] += Fraction(w)
+    out, below = [], Fraction(0)
+    for v in distinct:
+        out.append((below + mass[v] / 2) / total)
+        below += mass[v]
+    return np.array(distinct), np.array([float(f) for f in out]), np.array([float(1 - f) for f in out])
+
+
+def test_pchip_interpolates_the_tie_merged_mid_ecdf_exactly():
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=300), 1)  # many ties
+    w = rng.integers(0, 4, size=x.size).astype(float)
+    d = PchipDensity().fit(x, sample_weight=w)
+    u, F, S = mid_ecdf(x[w > 0].tolist(), w[w > 0].tolist())
+    np.testing.assert_array_equal(d.knots_, u)
+    np.testing.assert_allclose(d.cdf_values_, F, rtol=4 * EPS)
+    np.testing.assert_allclose(d.sf_values_, S, rtol=4 * EPS)  # S from above: no 1 - F
+    np.testing.assert_array_equal(d.logcdf(u), np.log(d.cdf_values_))
+    np.testing.assert_array_equal(d.logsf(u), np.log(d.sf_values_))
+    # integer weights are repeated points
+    again = PchipDensity().fit(np.repeat(x, w.astype(int)))
+    t = np.linspace(-4.0, 4.0, 57)
+    np.testing.assert_allclose(again.logcdf(t), d.logcdf(t), rtol=1e-13)
+    np.testing.assert_allclose(again.logpdf(t), d.logpdf(t), rtol=1e-12)
+
+
+def test_pchip_is_scipys_pchip_between_the_end_intervals():
+    x = bimodal(200, seed=2)
+    d = PchipDensity().fit(x)
+    u = d.knots_
+    reference = PchipInterpolator(u, d.cdf_values_)
+    t = np.linspace(u[1], u[-2], 501)
+    np.testing.assert_allclose(d.cdf(t), reference(t), rtol=0, atol=4 * EPS)
+    np.testing.assert_allclose(d.pdf(t), reference.derivative()(t), rtol=1e-12)
+
+
+def test_pchip_zero_end_slope_is_raised_to_the_end_secant():
+    x = [0.0, 10.0, 10.5, 11.0]  # flat first interval, steep second: three-point slope < 0
+    d = PchipDensity().fit(x)
+    assert PchipInterpolator(d.knots_, d.cdf_values_).derivative()(0.0) == 0.0
+    assert d.derivatives_[0] == pytest.approx(0.25 / 10.0, rel=1e-15)
+    t = np.linspace(-5.0, 16.0, 211)
+    assert np.all(np.isfinite(d.logpdf(t)))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.lists(st.integers(-50, 50), min_size=2, max_size=40).filter(lambda v: len(set(v)) > 1),
+       st.sampled_from([None, 2, 3, 7]))
+def test_pchip_cdf_is_monotone_and_density_positive(values, max_knots):
+    data = np.array(values, dtype=float) / 7.0
+    d = PchipDensity(max_knots=max_knots).fit(data)
+    t = np.sort(np.concatenate([np.linspace(-30.0, 30.0, 2001), d.knots_,
+                                np.nextafter(d.knots_, -np.inf), np.nextafter(d.knots_, np.inf)]))
+    log_cdf, log_sf, log_pdf = d.logcdf(t), d.logsf(t), d.logpdf(t)
+    assert np.all(np.diff(log_cdf) >= 0) and np.all(np.diff(log_sf) <= 0)
+    assert np.all(np.isfinite(log_pdf)) and np.all(np.isfinite(log_cdf)) and np.all(np.isfinite(log_sf))
+    np.testing.assert_allclose(np.logaddexp(log_cdf, log_sf), 0.0, atol=1e-14)
+    # the round trip between the knots and in both tails
+    lower = log_cdf <= np.log(0.5)
+    np.testing.assert_allclose(d.ppf_log(log_cdf[lower]), t[lower], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d.ppf_log(log_sf[~lower], upper=True), t[~lower], rtol=1e-12, atol=1e-12)
+
+
+def test_pchip_normalised_bin_by_bin():
+    d = PchipDensity().fit(bimodal(150, seed=7))
+    u = d.knots_
+    pdf = lambda t: float(np.exp(d.logpdf(t)))  # noqa: E731
+    pieces = np.array([quad(pdf, a, b, epsabs=1e-15, epsrel=1e-13)[0] for a, b in zip(u[:-1], u[1:])])
+    np.testing.assert_allclose(pieces, np.diff(d.cdf_values_), rtol=1e-10, atol=1e-15)
+    left = quad(pdf, -np.inf, u[0], epsabs=1e-15)[0]
+    right = quad(pdf, u[-1], np.inf, epsabs=1e-15)[0]
+    assert left == pytest.approx(d.cdf_values_[0], rel=1e-10)
+    assert right == pytest.approx(d.sf_values_[-1], rel=1e-10)
+    assert left + pieces.sum() + right == pytest.approx(1.0, abs=1e-12)
+
+
+def test_pchip_tails_continue_value_and_density():
+    d = PchipDensity().fit(bimodal(150, seed=8))
+    for end in (d.knots_[0], d.knots_[-1]):
+        near = np.array([np.nextafter(end, -np.inf), end, np.nextafter(end, np.inf)])
+        for method in (d.logcdf, d.logsf, d.logpdf):
+            values = method(near)
+            np.testing.assert_allclose(values, values[1], rtol=1e-12, atol=1e-14)
+    # exponential tails: log F and log S linear, exact far below 1e-300
+    lam_lo, lam_hi = d.tail_rates_
+    far = np.array([d.knots_[0] - 1e4])
+    assert d.logcdf(far)[0] == pytest.approx(np.log(d.cdf_values_[0]) - lam_lo * 1e4, rel=1e-14)
+    assert d._log_pdf_over_tail(far, upper=False)[0] == np.log(lam_lo)
+    far = np.array([d.knots_[-1] + 1e4])
+    assert d.logsf(far)[0] == pytest.approx(np.log(d.sf_values_[-1]) - lam_hi * 1e4, rel=1e-14)
+    assert d._log_pdf_over_tail(far, upper=True)[0] == np.log(lam_hi)
+    assert d.ppf_log(d.logsf(far), upper=True)[0] == pytest.approx(far[0], rel=1e-14)
+
+
+def test_pchip_thinning_keeps_ends_and_mid_ecdf_values():
+    x = bimodal(1000, seed=9)
+    full = PchipDensity().fit(x)
+    thin = PchipDensity(max_knots=10).fit(x)
+    assert 2 <= thin.knots_.size <= 10
+    assert thin.knots_[0] == x.min() and thin.knots_[-1] == x.max()
+    idx = np.searchsorted(full.knots_, thin.knots_)
+    np.testing.assert_array_equal(full.knots_[idx], thin.knots_)
+    np.testing.assert_array_equal(full.cdf_values_[idx], thin.cdf_values_)
+
+
+def test_pchip_bad_input():
+    data = bimodal(50)
+    for bad in (1, 0, 2.5, "10", True):
+        with pytest.raises(ValueError, match="max_knots"):
+            PchipDensity(max_knots=bad).fit(data)
+    with pytest.raises(ValueError, match="distinct"):
+        PchipDensity().fit(np.ones(10))
+    with pytest.raises(ValueError, match="distinct"):
+        PchipDensity().fit([0.0, 1.0], sample_weight=[1.0, 0.0])
+    with pytest.raises(ValueError, match="over- or underflow"):
+        PchipDensity().fit([-1e308, 0.0, 1e308])
+    with pytest.raises(ValueError, match="non-negative"):
+        PchipDensity().fit(data, sample_weight=-np.ones(50))
+    with pytest.raises(ValueError, match="one weight per point"):
+        PchipDensity().fit(data, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="NaN"):
+        PchipDensity().fit([0.0, np.nan, 1.0])
