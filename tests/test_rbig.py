@@ -7,6 +7,7 @@ for the round trip, and scikit-learn's estimator checks for the API.
 
 import numpy as np
 import pytest
+from scipy import integrate
 from scipy.special import ndtri
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
@@ -183,8 +184,12 @@ def test_threads_do_not_change_results():
         with threadpool_limits(limits=threads):
             model = RBIG(marginal="piecewise", max_layers=3, random_state=0).fit(X)
             results.append((model.score_samples(X), model.transform(X)))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+    if int(np.__version__.split(".")[0]) >= 2:
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+    else:  # numpy 1.26's OpenBLAS (the floor) rounds some products differently per thread count
+        np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(results[0][1], results[1][1], rtol=0, atol=1e-11)
 
 
 def test_samples_follow_the_data():
@@ -230,7 +235,7 @@ def test_piecewise_density_integrates_to_one_exactly():
     assert np.all(pieces > 0) and np.all(np.diff(t) > 0)
     grid = np.linspace(t[0] - 40 / b_left, t[-1] + 40 / b_right, 400_001)
     density = np.exp(g.score_samples(grid[:, None]))
-    assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-6)
+    assert integrate.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-6)
     assert g.transform([[t[0]]])[0, 0] == z_left_of
 
 
