@@ -19,15 +19,16 @@ returning an array of that shape (a NumPy scalar for a scalar):
 ========================  ====================================================================
 
 :class:`DensityMixin` carries the shared part. A subclass implements ``fit``, ``logpdf``,
-``logcdf``, ``logsf``, ``sample`` and ``_ppf_log(log_q, upper)`` (on a validated 1-D array of
+``logcdf``, ``logsf`` and ``_ppf_log(log_q, upper)`` (on a validated 1-D array of
 log-probabilities), and overrides ``pdf``/``cdf``/``sf`` where it has a more direct exact
 evaluation than the exponential of the logarithm.
 """
 
 import numpy as np
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import as_1d_float, check_log_probability, check_probability
+from ._validation import as_1d_float, check_log_probability, check_n_samples, check_probability
 
 __all__ = ["DensityMixin", "quantile_by_tail"]
 
@@ -73,9 +74,9 @@ def quantile_by_tail(q, solve_log):
 class DensityMixin:
     r"""Shared methods of kdelib's one-dimensional density estimators (see the module notes).
 
-    Subclasses implement ``fit``, ``logpdf``, ``logcdf``, ``logsf``, ``sample`` and
-    ``_ppf_log``; this class supplies ``pdf``, ``cdf``, ``sf`` (as exponentials of the
-    logarithms, which keep full relative precision in both tails), ``ppf``, ``ppf_log``,
+    Subclasses implement ``fit``, ``logpdf``, ``logcdf``, ``logsf`` and ``_ppf_log``; this
+    class supplies ``pdf``, ``cdf``, ``sf`` (as exponentials of the logarithms, which keep full
+    relative precision in both tails), ``ppf``, ``ppf_log``, ``sample`` (inverse CDF),
     ``score_samples`` and ``score``, and the log-density over a tail probability that the
     Gaussianizers' log-determinant needs.
 
@@ -302,6 +303,35 @@ class DensityMixin:
 
     def _check_fitted(self):
         check_is_fitted(self)
+
+    def sample(self, n_samples=1, random_state=None):
+        r"""Draw ``n_samples`` points by the inverse CDF: ``ppf`` of uniform numbers.
+
+        Estimators with a cheaper exact generator (the normal mixtures pick a component, then
+        add normal noise) override this.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : None, int, numpy.random.Generator or RandomState, default=None
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy.stats import kstest
+        >>> from kdelib import SplineDensity
+        >>> density = SplineDensity(n_bins=4, random_state=0).fit(np.random.default_rng(0).normal(size=500))
+        >>> bool(kstest(density.sample(2000, random_state=1), density.cdf).pvalue > 0.01)
+        True
+        """
+        self._check_fitted()
+        n = check_n_samples(n_samples)
+        rng = random_state if isinstance(random_state, np.random.Generator) else check_random_state(random_state)
+        return np.asarray(self.ppf(rng.uniform(size=n)), dtype=float).reshape(n)
 
     def score_samples(self, x):
         r"""Log-likelihood :math:`\log f(x_i)` of each point of a sample.

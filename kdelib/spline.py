@@ -18,7 +18,6 @@ from sklearn.utils import check_random_state
 from ._validation import (
     as_1d_float,
     as_float_array,
-    check_n_samples,
     check_positive_int,
     check_choice,
     check_real,
@@ -831,32 +830,6 @@ class SplineDensity(DensityMixin, BaseEstimator):
                         log_q, upper)
         return self.center_ + self.scale_ * z
 
-    def sample(self, n_samples=1, random_state=None):
-        """Draw by the inverse CDF: ``ppf`` of uniform numbers.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : None, int or numpy.random.Generator/RandomState, default=None
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from scipy.stats import kstest
-        >>> from kdelib import SplineDensity
-        >>> density = SplineDensity(n_bins=4, random_state=0).fit(np.random.default_rng(0).normal(size=500))
-        >>> bool(kstest(density.sample(2000, random_state=1), density.cdf).pvalue > 0.01)
-        True
-        """
-        self._check_fitted()
-        n = check_n_samples(n_samples)
-        rng = random_state if isinstance(random_state, np.random.Generator) else check_random_state(random_state)
-        return np.asarray(self.ppf(rng.uniform(size=n)), dtype=float).reshape(n)
-
 
 def _weighted_median(x, weights):
     order = np.argsort(x, kind="stable")
@@ -1237,32 +1210,6 @@ class PchipDensity(DensityMixin, BaseEstimator):
                 sol[solve] = res.x
             out[mid] = sol
         return out
-
-    def sample(self, n_samples=1, random_state=None):
-        """Draw by the inverse CDF: ``ppf`` of uniform numbers.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : None, int or numpy.random.Generator/RandomState, default=None
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from scipy.stats import kstest
-        >>> from kdelib import PchipDensity
-        >>> d = PchipDensity().fit(np.random.default_rng(0).normal(size=300))
-        >>> bool(kstest(d.sample(2000, random_state=1), d.cdf).pvalue > 0.01)
-        True
-        """
-        self._check_fitted()
-        n = check_n_samples(n_samples)
-        rng = random_state if isinstance(random_state, np.random.Generator) else check_random_state(random_state)
-        return np.asarray(self.ppf(rng.uniform(size=n)), dtype=float).reshape(n)
 
 
 def _compensated_cumsum(values):
