@@ -1086,6 +1086,7 @@ class PchipDensity(DensityMixin, BaseEstimator):
         self.knots_, self.cdf_values_, self.sf_values_ = u, F, S
         self.derivatives_, self.tail_rates_ = d, rates
         self._widths, self._secants = widths, secants
+        self._masses = np.diff(F)
         self._log_ends = np.log([F[0], S[-1]])
         self._log_cdf_knots, self._log_sf_knots = np.log(F), np.log(S)
         return self
@@ -1123,15 +1124,25 @@ class PchipDensity(DensityMixin, BaseEstimator):
 
     def _hermite(self, t, k):
         """F, S and f inside bin k, in the bin's own coordinate (no power basis: its
-        coefficients under- and overflow for very wide or narrow bins)."""
+        coefficients under- and overflow for very wide or narrow bins).
+
+        F and S are the nearer knot's values plus or minus the mass between that knot and t,
+        in the cubic's Bernstein form. Its terms are all non-negative (every slope is at most
+        three secants), so the mass has no cancellation and the value is exact at the knot.
+        Subtracting it loses at most a factor of eight: each half of the bin holds at least an
+        eighth of its mass.
+        """
         u, F, S, d = self.knots_, self.cdf_values_, self.sf_values_, self.derivatives_
-        h = self._widths[k]
+        h, mass = self._widths[k], self._masses[k]
         s, r = (t - u[k]) / h, (u[k + 1] - t) / h  # r = 1 - s, without the subtraction
         d0, d1 = d[k], d[k + 1]
-        h00, h01 = r * r * (1.0 + 2.0 * s), s * s * (1.0 + 2.0 * r)
-        h10, h11 = h * d0 * s * r * r, h * d1 * s * s * r
-        cdf = np.clip(F[k] * h00 + F[k + 1] * h01 + h10 - h11, F[k], F[k + 1])
-        sf = np.clip(S[k] * h00 + S[k + 1] * h01 - h10 + h11, S[k + 1], S[k])
+        left_mass = s * (h * d0 * r * r + s * ((3.0 * mass - h * d1) * r + mass * s))
+        right_mass = r * (h * d1 * s * s + r * ((3.0 * mass - h * d0) * s + mass * r))
+        near_left = s <= 0.5
+        cdf = np.where(near_left, F[k] + left_mass, F[k + 1] - right_mass)
+        sf = np.where(near_left, S[k] - left_mass, S[k + 1] + right_mass)
+        # rounding can carry a value one unit past the bin's other knot value
+        cdf, sf = np.clip(cdf, F[k], F[k + 1]), np.clip(sf, S[k + 1], S[k])
         pdf = 6.0 * s * r * self._secants[k] + d0 * r * (r - 2.0 * s) + d1 * s * (s - 2.0 * r)
         return cdf, sf, pdf
 
