@@ -415,7 +415,10 @@ def test_device_algorithm_matches_reference_on_numpy_backend():
 
 
 class _FakeTensor(np.ndarray):
-    """A NumPy array with the few PyTorch tensor methods the torch backend calls."""
+    """A NumPy array with the PyTorch tensor methods the torch backend calls."""
+
+    def double(self):
+        return self.astype(np.float64)
 
     def amin(self, dim):
         return self.min(axis=dim)
@@ -423,8 +426,19 @@ class _FakeTensor(np.ndarray):
     def sum(self, *args, dim=None, **kwargs):
         return super().sum(*args, **({"axis": dim} if dim is not None else {}), **kwargs)
 
-    def clamp(self, min):
-        return np.maximum(self, min).view(_FakeTensor)
+    def mul_(self, value):
+        self *= value
+        return self
+
+    def add_(self, value):
+        self += value
+        return self
+
+    def clamp_(self, min):
+        return np.maximum(self, min, out=self)
+
+    def exp_(self):
+        return np.exp(self, out=self)
 
     def cpu(self):
         return self
@@ -439,8 +453,10 @@ def _fake_torch(devices):
     torch = types.ModuleType("torch")
     torch.cuda = types.SimpleNamespace(is_available=lambda: devices > 0)
     torch.device = lambda name: name
-    torch.as_tensor = lambda x, device: np.array(x, dtype=np.float64).view(_FakeTensor)
-    torch.exp = lambda x: np.exp(x).view(_FakeTensor)
+    torch.float64 = np.float64
+    torch.as_tensor = lambda x, device: np.array(x).view(_FakeTensor)
+    torch.empty = lambda shape, dtype, device: np.empty(shape, dtype).view(_FakeTensor)
+    torch.mul = lambda x, value, out: np.multiply(x, value, out=out)
     torch.log = lambda x: np.log(x).view(_FakeTensor)
     return torch
 
@@ -452,8 +468,9 @@ def _fake_cupy():
     cupy = types.ModuleType("cupy")
     used = []
     cupy.cuda = types.SimpleNamespace(Device=lambda i: used.append(i) or contextlib.nullcontext())
-    cupy.asarray, cupy.asnumpy = np.array, np.asarray
-    cupy.exp, cupy.log, cupy.maximum = np.exp, np.log, np.maximum
+    for name in ("asarray", "float64", "empty", "log", "exp", "maximum", "multiply"):
+        setattr(cupy, name, getattr(np, name))
+    cupy.asnumpy = np.asarray
     return cupy, used
 
 
