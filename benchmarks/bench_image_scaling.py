@@ -4,8 +4,8 @@ For each thread count (powers of two up to the CPUs this process may use): one f
 float64 GEMM of the sweep's shape under ``threadpool_limits(t)``, and the exact 8-sigma sweep
 with ``n_threads=t``, interleaved ``--repeats`` times (minima reported), with the ratios the
 image benchmark's goals name. Then the serial part every call pays: planning the distances
-(``distance_plan`` with sigmas), and the sweep at full threads with the sub-blocks of the
-streaming log-sum-exp four times larger than the default (fewer, larger NumPy calls).
+(``distance_plan`` with sigmas). ``--subblock-factors`` times the sweep with the sub-blocks of
+the streaming log-sum-exp that many times larger than the default (fewer, larger NumPy calls).
 
 Usage: ``KDELIB_DATA=../shared/data/mnist python benchmarks/bench_image_scaling.py [--json f]``
 """
@@ -35,6 +35,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("KDELIB_DATA"))
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--subblock-factors", default="1,4",
+                        help="sub-block sizes to time, as multiples of the default")
     parser.add_argument("--rows", type=int, default=None, help="first rows only (a quick try)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -48,37 +50,40 @@ def main(argv=None):
     a64, v64 = x_train.astype(np.float64), x_val.astype(np.float64)
     log_likelihood(x_train[:500], x_val[:500], SIGMAS, progress=False)  # warm up
     counts = thread_counts()
-    t = {n: {"gemm32": [], "gemm64": [], "sweep": []} for n in counts}
-    for _ in range(args.repeats):
-        for n in counts:
-            with threadpool_limits(limits=n, user_api="blas"):
-                t[n]["gemm32"].append(timed(lambda: v32 @ a32.T)[1])
-                t[n]["gemm64"].append(timed(lambda: v64 @ a64.T)[1])
-            t[n]["sweep"].append(timed(lambda: log_likelihood(
-                x_train, x_val, SIGMAS, n_threads=n, progress=False))[1])
-    plan_s = min(timed(lambda: distance_plan(x_train, x_val, SIGMAS))[1]
-                 for _ in range(args.repeats))
+    factors = [int(f) for f in args.subblock_factors.split(",")]
     default_subblock = _kernels._TARGET_SUBBLOCK_ELEMENTS
-    _kernels._TARGET_SUBBLOCK_ELEMENTS = 4 * default_subblock
+    t = {n: {"gemm32": [], "gemm64": [], **{f"sweep_x{f}": [] for f in factors}}
+         for n in counts}
     try:
-        large_subblocks = min(timed(lambda: log_likelihood(x_train, x_val, SIGMAS,
-                                                           progress=False))[1]
-                              for _ in range(args.repeats))
+        for _ in range(args.repeats):
+            for n in counts:
+                with threadpool_limits(limits=n, user_api="blas"):
+                    t[n]["gemm32"].append(timed(lambda: v32 @ a32.T)[1])
+                    t[n]["gemm64"].append(timed(lambda: v64 @ a64.T)[1])
+                for f in factors:
+                    _kernels._TARGET_SUBBLOCK_ELEMENTS = f * default_subblock
+                    t[n][f"sweep_x{f}"].append(timed(lambda: log_likelihood(
+                        x_train, x_val, SIGMAS, n_threads=n, progress=False))[1])
     finally:
         _kernels._TARGET_SUBBLOCK_ELEMENTS = default_subblock
+    plan_s = min(timed(lambda: distance_plan(x_train, x_val, SIGMAS))[1]
+                 for _ in range(args.repeats))
     result = {"machine": f"{cpu_model()}; {os.cpu_count()} logical CPUs",
               "threadpool_info": threadpool_info(), "load_average": os.getloadavg(),
-              "seconds": {str(n): v for n, v in t.items()}, "plan_seconds": plan_s,
-              "sweep_seconds_subblocks_x4": large_subblocks}
+              "subblock_elements": default_subblock,
+              "seconds": {str(n): v for n, v in t.items()}, "plan_seconds": plan_s}
+    sweeps = [f"sweep_x{f}" for f in factors]
     lines = [f"machine: {result['machine']}; load average {result['load_average']}",
-             "| threads | float32 GEMM, s | float64 GEMM, s | sweep, s | sweep / f32 | "
-             "sweep / f64 |", "|---|---|---|---|---|---|"]
+             f"sweep_xF: sub-blocks of F x {default_subblock} values",
+             "| threads | float32 GEMM, s | float64 GEMM, s | "
+             + " | ".join(f"{k}, s (/ f32; / f64)" for k in sweeps) + " |",
+             "|---|---|---|" + "---|" * len(sweeps)]
     for n in counts:
         m = {k: min(v) for k, v in t[n].items()}
-        lines.append(f"| {n} | {m['gemm32']:.3f} | {m['gemm64']:.3f} | {m['sweep']:.3f} | "
-                     f"{m['sweep'] / m['gemm32']:.2f} | {m['sweep'] / m['gemm64']:.2f} |")
-    lines += [f"planning (distance_plan with sigmas): {plan_s:.3f} s",
-              f"sweep at {counts[-1]} threads, sub-blocks x4: {large_subblocks:.3f} s"]
+        lines.append(f"| {n} | {m['gemm32']:.3f} | {m['gemm64']:.3f} | " + " | ".join(
+            f"{m[k]:.3f} ({m[k] / m['gemm32']:.2f}; {m[k] / m['gemm64']:.2f})" for k in sweeps)
+            + " |")
+    lines.append(f"planning (distance_plan with sigmas): {plan_s:.3f} s")
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as stream:
