@@ -22,6 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks as checks
 
 from hypothesis_profiles import examples
+from rounding import assert_monotone_up_to_rounding
 from kdelib import GaussianKDE, GaussianMixtureCDF, PchipDensity, SplineDensity
 from kdelib.base import DensityMixin
 
@@ -180,18 +181,6 @@ def test_quantiles_round_trip_in_both_tails(case):
     else:  # F(next double above the bound) > e^-10000: the quantile is the bound, to the
         # root-finder's tolerance (4 eps relative)
         assert 0 <= far[0] - lo <= 4 * np.finfo(float).eps * abs(lo) + np.spacing(lo)
-
-
-ROUNDING_SLACK = 16 * np.finfo(float).eps  # the contract's allowance (kdelib.base docstring)
-
-
-def assert_monotone_up_to_rounding(log_cdf, log_sf):
-    """log F never falls, and log S never rises, by more than the contract's slack."""
-    with np.errstate(invalid="ignore"):  # -inf - -inf in the tails beyond a bound
-        cdf_drop = np.nan_to_num(log_cdf[:-1] - log_cdf[1:], nan=0.0)
-        sf_rise = np.nan_to_num(log_sf[1:] - log_sf[:-1], nan=0.0)
-    assert np.all(cdf_drop <= ROUNDING_SLACK * np.maximum(1.0, np.abs(log_cdf[:-1])))
-    assert np.all(sf_rise <= ROUNDING_SLACK * np.maximum(1.0, np.abs(log_sf[:-1])))
 
 
 @pytest.mark.parametrize("name", DENSITY_ESTIMATORS)
