@@ -584,7 +584,9 @@ class SplineDensity(DensityMixin, BaseEstimator):
     n_bins_ : int
         The number of bins used.
     bin_scores_ : dict
-        ``{K: held-out mean log-likelihood}`` for every ``K`` tried (empty for a fixed ``K``).
+        ``{K: held-out mean log-likelihood}`` for every ``K`` tried (empty for a fixed ``K``),
+        in nats per point of ``x`` (the log-density of the data, not of the standardised
+        values).
     spline_ : RationalQuadraticSpline
         The CDF between the end knots, in standardised units :math:`u = (x - c)/\sigma`.
     center_, scale_ : float
@@ -732,7 +734,8 @@ class SplineDensity(DensityMixin, BaseEstimator):
                 except ValueError:
                     break
                 wv = weights[is_held]
-                score = np.dot(wv, model.logpdf_z(z[is_held])) / wv.sum()
+                # per point of x: log f(x) = log f_u(u) - log(sigma)
+                score = np.dot(wv, model.logpdf_z(z[is_held])) / wv.sum() - np.log(scale)
                 self.bin_scores_[K] = float(score)
             if self.bin_scores_:
                 best = max(self.bin_scores_.values())
@@ -1086,7 +1089,9 @@ class PchipDensity(DensityMixin, BaseEstimator):
         self.knots_, self.cdf_values_, self.sf_values_ = u, F, S
         self.derivatives_, self.tail_rates_ = d, rates
         self._widths, self._secants = widths, secants
-        self._masses = np.diff(F)
+        # each bin's mass from its own curve: differences of F lose digits where F is near 1,
+        # differences of S where S is
+        self._masses = np.diff(F), -np.diff(S)
         self._log_ends = np.log([F[0], S[-1]])
         self._log_cdf_knots, self._log_sf_knots = np.log(F), np.log(S)
         return self
@@ -1133,14 +1138,20 @@ class PchipDensity(DensityMixin, BaseEstimator):
         eighth of its mass.
         """
         u, F, S, d = self.knots_, self.cdf_values_, self.sf_values_, self.derivatives_
-        h, mass = self._widths[k], self._masses[k]
+        h = self._widths[k]
         s, r = (t - u[k]) / h, (u[k + 1] - t) / h  # r = 1 - s, without the subtraction
         d0, d1 = d[k], d[k + 1]
-        left_mass = s * (h * d0 * r * r + s * ((3.0 * mass - h * d1) * r + mass * s))
-        right_mass = r * (h * d1 * s * s + r * ((3.0 * mass - h * d0) * s + mass * r))
+
+        def masses(mass):  # from the left knot to t, and from t to the right knot
+            left = s * (h * d0 * r * r + s * ((3.0 * mass - h * d1) * r + mass * s))
+            right = r * (h * d1 * s * s + r * ((3.0 * mass - h * d0) * s + mass * r))
+            return left, right
+
         near_left = s <= 0.5
-        cdf = np.where(near_left, F[k] + left_mass, F[k + 1] - right_mass)
-        sf = np.where(near_left, S[k] - left_mass, S[k + 1] + right_mass)
+        left, right = masses(self._masses[0][k])
+        cdf = np.where(near_left, F[k] + left, F[k + 1] - right)
+        left, right = masses(self._masses[1][k])
+        sf = np.where(near_left, S[k] - left, S[k + 1] + right)
         # rounding can carry a value one unit past the bin's other knot value
         cdf, sf = np.clip(cdf, F[k], F[k + 1]), np.clip(sf, S[k + 1], S[k])
         pdf = 6.0 * s * r * self._secants[k] + d0 * r * (r - 2.0 * s) + d1 * s * (s - 2.0 * r)

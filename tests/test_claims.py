@@ -70,6 +70,20 @@ def test_two_hundred_repetitions_cannot_judge_the_bound():
     assert se_200 > 5 * abs(0.05 - exact)
 
 
+def test_separating_the_exceedance_from_005_takes_tens_of_thousands_of_repetitions():
+    """4000 repetitions leave 0.05 inside a 95 % interval; about 4e4 are needed, and the limit
+    as n grows is 0.05 - 2 * 40**-4 + ... (Kolmogorov's series, summed here by hand)."""
+    exact = stats.kstwo.sf(math.sqrt(math.log(40) / 1000), 500)
+    gap = 0.05 - exact
+    assert 1.96 * math.sqrt(exact * (1 - exact) / 4000) > gap
+    needed = (1.96 / gap) ** 2 * exact * (1 - exact)
+    assert 3e4 < needed < 6e4
+    t2 = math.log(40) / 2
+    series = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * t2) for k in range(1, 20))
+    assert series == pytest.approx(0.05 - 2 * 40.0**-4, rel=1e-9)
+    assert stats.kstwobign.sf(math.sqrt(t2)) == pytest.approx(series, rel=1e-9)
+
+
 def test_quantile_function_maps_every_level_inside_a_tie_to_the_tied_value():
     x = np.array([-1.0, 0.25, 0.25, 0.25, 2.0])
     ecdf = ECDF(x)
