@@ -56,7 +56,7 @@ def backends():
 
 
 def to_device(name, backend, array):
-    """``array`` on the device in its own dtype (the backends' ``asarray`` makes float64)."""
+    """``array`` on the device in its own dtype (the backends' ``to_device`` makes float64)."""
     if name.startswith("torch"):
         return backend.torch.as_tensor(array, device=backend.device)
     return backend.cupy.asarray(array)
