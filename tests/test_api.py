@@ -77,3 +77,45 @@ def test_reexported_names_link_to_their_entries():
     for name in ("GaussianKDE", "GaussianMixtureCDF", "KDEGaussianizer", "ECDF", "select_n_components"):
         obj = getattr(importlib.import_module("kdelib"), name)
         assert f'href="#{obj.__module__}.{name}"' in html, f"kdelib.{name} does not link to its entry"
+
+
+# ------------------------------------------------------------------------------------------
+# Chapters link to the entries they use
+
+def _chapter_prose(path):
+    """A chapter's markdown outside code fences and directive options, one string."""
+    import json
+
+    keep, stack = [], []
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for line in "".join(cell["source"]).split("\n"):
+            fence = line.strip()
+            if fence.startswith("```"):
+                body = fence.lstrip("`")
+                if body == "" and stack:
+                    stack.pop()
+                else:
+                    stack.append("directive" if body.startswith("{") else "code")
+            elif "code" not in stack and not fence.startswith(":"):
+                keep.append(line)
+    return "\n".join(keep)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_chapters_link_the_public_names_they_mention(path):
+    """Each public name a chapter writes as code (`kdelib.X` or a bare `X`) is linked at least
+    once in that chapter with a {py:...} role, so a reader reaches its reference entry."""
+    import re
+
+    prose = _chapter_prose(path)
+    full_names = [name for name, _ in _public_names() if name.count(".") >= 1]
+    unlinked = []
+    for name in full_names:
+        short = name.rsplit(".", 1)[1]
+        mentioned = re.search(rf"(?<![{{}}\w])`(?:{re.escape(name)}|{re.escape(short)})`", prose)
+        linked = re.search(rf"\{{py:\w+\}}`~?(?:kdelib\.)?[\w.]*\b{re.escape(short)}`", prose)
+        if mentioned and not linked:
+            unlinked.append(name)
+    assert not unlinked, f"{path.stem} mentions without a link: {unlinked}"
