@@ -2,6 +2,7 @@
 
 import pytest
 
+import hypothesis_profiles  # noqa: F401  (loads the hypothesis profile before any test module)
 import mnist_paths
 
 
