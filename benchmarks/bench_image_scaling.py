@@ -4,8 +4,8 @@ For each thread count (powers of two up to the CPUs this process may use): one f
 float64 GEMM of the sweep's shape under ``threadpool_limits(t)``, and the exact 8-sigma sweep
 with ``n_threads=t``, interleaved ``--repeats`` times (minima reported), with the ratios the
 image benchmark's goals name. Then the serial part every call pays: planning the distances
-(``distance_plan`` with sigmas). ``--subblock-factors`` times the sweep with the sub-blocks of
-the streaming log-sum-exp that many times larger than the default (fewer, larger NumPy calls).
+(``distance_plan`` with sigmas). ``--block-sizes`` times the sweep with other numbers of data
+rows per GEMM block (``block_size`` of ``log_likelihood``; 0 is its default choice).
 
 Usage: ``KDELIB_DATA=../shared/data/mnist python benchmarks/bench_image_scaling.py [--json f]``
 """
@@ -35,14 +35,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("KDELIB_DATA"))
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--subblock-factors", default="1,4",
-                        help="sub-block sizes to time, as multiples of the default")
+    parser.add_argument("--block-sizes", default="0",
+                        help="data rows per GEMM block to time, comma-separated (0: default)")
     parser.add_argument("--rows", type=int, default=None, help="first rows only (a quick try)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
     from kdelib.datasets import mnist_splits
-    from kdelib.image import _kernels, distance_plan, log_likelihood
+    from kdelib.image import distance_plan, log_likelihood
 
     x_train, x_val, _ = mnist_splits(data_dir=args.data_dir)
     x_train, x_val = x_train[:args.rows], x_val[:args.rows]
@@ -50,31 +50,25 @@ def main(argv=None):
     a64, v64 = x_train.astype(np.float64), x_val.astype(np.float64)
     log_likelihood(x_train[:500], x_val[:500], SIGMAS, progress=False)  # warm up
     counts = thread_counts()
-    factors = [int(f) for f in args.subblock_factors.split(",")]
-    default_subblock = _kernels._TARGET_SUBBLOCK_ELEMENTS
-    t = {n: {"gemm32": [], "gemm64": [], **{f"sweep_x{f}": [] for f in factors}}
-         for n in counts}
-    try:
-        for _ in range(args.repeats):
-            for n in counts:
-                with threadpool_limits(limits=n, user_api="blas"):
-                    t[n]["gemm32"].append(timed(lambda: v32 @ a32.T)[1])
-                    t[n]["gemm64"].append(timed(lambda: v64 @ a64.T)[1])
-                for f in factors:
-                    _kernels._TARGET_SUBBLOCK_ELEMENTS = f * default_subblock
-                    t[n][f"sweep_x{f}"].append(timed(lambda: log_likelihood(
-                        x_train, x_val, SIGMAS, n_threads=n, progress=False))[1])
-    finally:
-        _kernels._TARGET_SUBBLOCK_ELEMENTS = default_subblock
+    sizes = [int(b) for b in args.block_sizes.split(",")]
+    t = {n: {"gemm32": [], "gemm64": [], **{f"sweep_b{b}": [] for b in sizes}} for n in counts}
+    for _ in range(args.repeats):
+        for n in counts:
+            with threadpool_limits(limits=n, user_api="blas"):
+                t[n]["gemm32"].append(timed(lambda: v32 @ a32.T)[1])
+                t[n]["gemm64"].append(timed(lambda: v64 @ a64.T)[1])
+            for b in sizes:
+                t[n][f"sweep_b{b}"].append(timed(lambda: log_likelihood(
+                    x_train, x_val, SIGMAS, n_threads=n, block_size=b or None,
+                    progress=False))[1])
     plan_s = min(timed(lambda: distance_plan(x_train, x_val, SIGMAS))[1]
                  for _ in range(args.repeats))
     result = {"machine": f"{cpu_model()}; {os.cpu_count()} logical CPUs",
               "threadpool_info": threadpool_info(), "load_average": os.getloadavg(),
-              "subblock_elements": default_subblock,
               "seconds": {str(n): v for n, v in t.items()}, "plan_seconds": plan_s}
-    sweeps = [f"sweep_x{f}" for f in factors]
+    sweeps = [f"sweep_b{b}" for b in sizes]
     lines = [f"machine: {result['machine']}; load average {result['load_average']}",
-             f"sweep_xF: sub-blocks of F x {default_subblock} values",
+             "sweep_bN: N data rows per GEMM block (b0: the default choice)",
              "| threads | float32 GEMM, s | float64 GEMM, s | "
              + " | ".join(f"{k}, s (/ f32; / f64)" for k in sweeps) + " |",
              "|---|---|---|" + "---|" * len(sweeps)]

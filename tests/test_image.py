@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 
 from hypothesis_profiles import examples
 from kdelib import image
-from kdelib.image import _gpu, _kernels, _plan
+from kdelib.image import _fold, _gpu, _kernels, _plan
 
 SIGMAS = np.array([0.05, 0.08, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0])
 
@@ -226,10 +226,10 @@ def test_dense_exponentials_and_squarings_are_accurate():
     deltas[:, 0] = 0
     schedule = _kernels._schedule(deltas, kernel)
     assert schedule.sparse == [] and schedule.dense == [(1, [(2, 2)]), (0, [])]
-    ws = _kernels._Workspace(3, 300, np.int32)
-    ws.delta[:] = deltas
-    sums = np.zeros((3, 3))
-    _kernels._add_dense(ws, 3, sums, kernel, schedule.dense)
+    terms = _kernels._Terms.from_schedule(schedule, kernel)
+    mins, sums = _kernels._fold_chunk(deltas.astype(np.float32), np.zeros(300, np.int32), None,
+                                      True, terms, 3)
+    assert np.array_equal(mins, np.zeros(3))
     for s in range(3):
         for row in range(3):
             exact = mpmath.fsum(mpmath.exp(-mpmath.mpf(int(d)) * mpmath.mpf(float(coef[s])))
@@ -237,6 +237,39 @@ def test_dense_exponentials_and_squarings_are_accurate():
             rel = abs((mpmath.mpf(float(sums[s, row])) - exact) / exact)
             # a few ulps per term (times 2**2 after two squarings) plus the summation
             assert rel <= (4 * 8 + 300) * 2.0**-53
+
+
+def _ulps_from_mpmath(x, value):
+    exact = mpmath.exp(mpmath.mpf(x))
+    return float(abs(mpmath.mpf(value) - exact) / (exact * mpmath.mpf(2) ** -52))
+
+
+def test_compiled_exponential_is_within_an_ulp_of_mpmath():
+    """exp_nonpositive over its range (ends, ties of the reduction, tiny arguments) vs mpmath."""
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(11)
+    ln2 = math.log(2.0)
+    points = np.concatenate([
+        -rng.uniform(0, 708, 3000), -rng.uniform(0, 1, 1000), -np.logspace(-300, 0, 200),
+        -(np.arange(1, 1022) + 0.5) * ln2,  # the rounding of k changes here
+        -np.arange(0, 1022) * ln2, [0.0, -0.0, -5e-324, -707.9999, -708.0 + 1e-13]])
+    points = points[points > _fold.EXP_FLOOR]
+    worst = max(_ulps_from_mpmath(x, _fold.exp_nonpositive(x)) for x in points)
+    assert worst <= 1.0, worst  # one ulp of the result (numpy's own exp is within about 1)
+
+
+@given(st.floats(-1e300, -708.0, exclude_max=False))
+@settings(max_examples=examples(200))
+def test_property_compiled_exponential_flushes_below_its_floor(x):
+    assert _fold.exp_nonpositive(x) == (0.0 if x <= _fold.EXP_FLOOR else math.exp(x))
+
+
+@given(st.floats(-708.0, 0.0, exclude_min=True))
+@settings(max_examples=examples(300))
+def test_property_compiled_exponential_is_monotone_and_accurate(x):
+    lower = np.nextafter(x, -np.inf)
+    assert _fold.exp_nonpositive(lower) <= _fold.exp_nonpositive(x) <= 1.0
+    assert _ulps_from_mpmath(x, _fold.exp_nonpositive(x)) <= 1.0
 
 
 def test_tiny_sigma_large_magnitudes():

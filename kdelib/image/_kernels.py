@@ -1,8 +1,10 @@
-"""Blocked log-sum-exp kernels: the CPU evaluation of the image KDE from the planned operands.
+"""Blocked log-sum-exp: the CPU evaluation of the image KDE from the planned operands.
 
-Rows of data are split into blocks run by worker threads (see :mod:`kdelib._parallel`); each
-block's cross products are consumed in cache-sized sub-blocks, with a running per-row minimum of
-the distances, so every term ``exp(-(D - min) / (2 sigma^2))`` is at most 1.
+Rows of data are split into blocks run by worker threads (see :mod:`kdelib._parallel`); for each
+block and chunk of training images one GEMM gives the cross products, and the compiled row kernel
+of :mod:`kdelib.image._fold` turns each row into its minimum distance and the sums of the terms
+``exp(-(D - min) / (2 sigma^2))`` (each at most 1) for every sigma. Chunks of a streamed training
+set are merged here by a running per-row minimum.
 """
 
 import math
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._parallel import n_workers, run_tasks
-from . import _plan
+from . import _fold, _plan
 from ._plan import prepare
 
 #: Terms dropped by the sparse path add less than 2**-NEGLIGIBLE_LOG2 to the row's sum,
@@ -28,7 +30,6 @@ SPARSE_FRACTION = 0.2
 MAX_SQUARINGS = 4
 
 _TARGET_BLOCK_ELEMENTS = 1 << 23  # data rows x train rows per GEMM block (32 MiB of float32)
-_TARGET_SUBBLOCK_ELEMENTS = 1 << 17  # elements per element-wise pass (stays in L2)
 _MAX_TRAIN_CHUNK = 1 << 15  # train rows per GEMM; longer training sets are streamed
 _SAMPLE_ROWS = 64  # data rows whose distances choose the evaluation of each sigma
 
@@ -55,16 +56,6 @@ def make_kernel(sigmas, operands):
 
 # ---------------------------------------------------------------------------------------------
 # The streaming log-sum-exp over one block of data rows
-
-
-class _Workspace:
-    """Scratch arrays for one worker's sub-blocks, allocated once per block and reused."""
-
-    def __init__(self, rows, cols, delta_dtype):
-        self.shape = (rows, cols)
-        self.delta = np.empty(self.shape, dtype=delta_dtype)
-        self.term = np.empty(self.shape)
-        self.ones = np.ones(cols)
 
 
 @dataclass
@@ -103,85 +94,60 @@ def _schedule(delta, kernel):
     return _Schedule(sparse=sparse, dense=[(base, chain) for base, chain, _ in groups])
 
 
-def _accumulate(ws, rows, row_min, sums, kernel, schedule, near):
-    """Fold one sub-block into the running per-row minimum and sums.
+@dataclass
+class _Terms:
+    """The schedule as the arrays the row kernel takes (see :func:`kdelib.image._fold.fold_lattice`)."""
 
-    ``ws.delta[:rows]`` holds, for the data rows and a chunk of training rows, the squared
-    distances up to a per-row constant (integers on the lattice, else float64); it is
-    overwritten. ``row_min`` (r,) is the running minimum (``inf`` before the first chunk) and
-    ``sums`` (s, r) the running sums of ``exp(-(D - row_min) c)``; both are updated in place
-    (the dense sigmas' sums here, the sparse ones' at the end of the chunk). The near terms of
-    the sparse sigmas are appended to ``near`` as ``(delta, row, chunk minimum)``.
+    dense_sigma: np.ndarray
+    dense_coef: np.ndarray
+    chain_sigma: np.ndarray
+    chain_times: np.ndarray
+    chain_start: np.ndarray
+    near_sigma: np.ndarray
+    near_coef: np.ndarray
+    near_drop: np.ndarray
+
+    @classmethod
+    def from_schedule(cls, schedule, kernel):
+        index = lambda values: np.array(values, dtype=np.int64)  # noqa: E731
+        bases = [base for base, _ in schedule.dense]
+        chains = [step for _, chain in schedule.dense for step in chain]
+        starts = np.cumsum([0] + [len(chain) for _, chain in schedule.dense])
+        near = index(schedule.sparse)
+        return cls(dense_sigma=index(bases), dense_coef=kernel.coef[index(bases)],
+                   chain_sigma=index([s for s, _ in chains]),
+                   chain_times=index([t for _, t in chains]), chain_start=index(starts),
+                   near_sigma=near, near_coef=kernel.coef[near], near_drop=kernel.drop[near])
+
+    def arrays(self):
+        return (self.dense_sigma, self.dense_coef, self.chain_sigma, self.chain_times,
+                self.chain_start, self.near_sigma, self.near_coef, self.near_drop)
+
+
+def _fold_chunk(cross, train_sqnorm, x_sqnorm, on_lattice, terms, n_sigmas):
+    """Per-row minimum (r,) and sums (s, r) relative to it, for one chunk's cross products."""
+    mins = np.empty(cross.shape[0])
+    sums = np.zeros((n_sigmas, cross.shape[0]))
+    if on_lattice:
+        _fold.fold_lattice(cross, train_sqnorm, *terms.arrays(), mins, sums)
+    else:
+        _fold.fold_float64(cross, train_sqnorm, x_sqnorm, *terms.arrays(), mins, sums)
+    return mins, sums
+
+
+def _merge(row_min, sums, chunk_min, chunk_sums, coef):
+    """Fold a later chunk's minima and relative sums into the running ones (in place).
+
+    Every sum is rescaled to the smaller of the two minima: a term dropped from either side was
+    negligible relative to its own minimum, hence to any smaller one too.
     """
-    delta = ws.delta[:rows]
-    chunk_min = delta.min(axis=1)
-    np.subtract(delta, chunk_min[:, None], out=delta)
-    if schedule.sparse:
-        near.append(_near_terms(delta, chunk_min, kernel.drop[schedule.sparse[0]]))
-    if np.isinf(row_min[0]):  # the first training chunk: nothing to rescale
-        row_min[:] = chunk_min
-        if schedule.dense:
-            _add_dense(ws, rows, sums, kernel, schedule.dense)
-        return
     new_min = np.minimum(row_min, chunk_min)
-    moved = new_min < row_min
-    if moved.any():  # a later chunk holds a closer training image: rescale the old sums
-        sums[:, moved] *= np.exp(-np.outer(kernel.coef, row_min[moved] - new_min[moved]))
+    for part, own_min in ((sums, row_min), (chunk_sums, chunk_min)):
+        moved = own_min > new_min
+        if moved.any():
+            part[:, moved] *= np.exp(-np.outer(coef, own_min[moved] - new_min[moved]))
+    sums += chunk_sums
     row_min[:] = new_min
-    if schedule.dense:
-        own = np.zeros_like(sums)  # this chunk's sums, relative to its own minimum
-        _add_dense(ws, rows, own, kernel, schedule.dense)
-        shift = chunk_min - new_min
-        if shift.any():
-            own *= np.exp(-np.outer(kernel.coef, shift))
-        sums += own
-
-
-def _near_terms(delta, chunk_min, limit):
-    """The terms with ``delta <= limit``: values, rows and the rows' chunk minimum."""
-    flat = delta.reshape(-1)
-    index = np.flatnonzero(flat <= limit)
-    rows = index // delta.shape[1]
-    return flat[index].astype(np.float64), rows, chunk_min[rows].astype(np.float64)
-
-
-def _add_sparse(near, row_min, sums, kernel, which):
-    """Add a chunk's gathered near terms for the sparse sigmas, relative to ``row_min``.
-
-    ``row_min`` is the running minimum after the chunk; later moves of the minimum rescale
-    these sums like all others. A term left out has ``delta > drop[s]`` relative to its
-    chunk's minimum, hence relative to any smaller minimum too: it is negligible for sigma s.
-    """
-    values = np.concatenate([part[0] for part in near])
-    rows = np.concatenate([part[1] for part in near])
-    offset = np.concatenate([part[2] for part in near]) - row_min[rows]
-    if offset.any():  # only when the minimum moved in a later chunk
-        values = values + offset
-    for s in which:  # largest drop first: each sigma keeps a subset of the previous set
-        keep = values <= kernel.drop[s]
-        if not keep.all():
-            values, rows = values[keep], rows[keep]
-        terms = np.exp(values * -kernel.coef[s])
-        sums[s] += np.bincount(rows, weights=terms, minlength=sums.shape[1])
-
-
-def _add_dense(ws, rows, sums, kernel, groups):
-    """Add every term ``exp(-delta c)`` of the dense sigmas (row sums by a matrix-vector product).
-
-    The argument ``-delta c`` is one rounding from exact (``delta`` is an exact integer on the
-    lattice, converted exactly inside the multiplication), and ``np.exp`` is within a few units
-    in the last place; the squarings of a group reuse the same array in place.
-    """
-    delta = ws.delta[:rows]
-    term = ws.term[:rows]
-    for base, chain in groups:
-        np.multiply(delta, -kernel.coef[base], out=term)
-        np.exp(term, out=term)
-        sums[base] += term @ ws.ones
-        for s, times in chain:
-            for _ in range(times):
-                np.square(term, out=term)
-            sums[s] += term @ ws.ones
 
 
 def _cross_products(x_op, train_op, mode):
@@ -222,35 +188,22 @@ def _distances(cross, train_sqnorm, x_sqnorm, on_lattice, out):
     return out
 
 
-def _score_block(rows, operands, kernel, schedule, mode, chunk, subblock):
+def _score_block(rows, operands, kernel, terms, mode, chunk):
     """Running minimum (r,) and sums (s, r) for the data rows ``rows``."""
     on_lattice = operands.plan.method == "lattice"
     train_op = operands.train_gemm
     x_op = _gemm_operand(operands, rows)
     x_sqnorm = operands.data_sqnorm[rows]
-    n_train = train_op.shape[0]
-    row_min = np.full(len(rows), np.inf)
-    sums = np.zeros((len(kernel.coef), len(rows)))
-    near = []
-    workspace = None
-    for start in range(0, n_train, chunk):
-        stop = min(start + chunk, n_train)
+    row_min = sums = None
+    for start in range(0, train_op.shape[0], chunk):
+        stop = min(start + chunk, train_op.shape[0])
         cross = _cross_products(x_op, train_op[start:stop], mode)  # -2 x.a, exact on the lattice
-        train_sqnorm = operands.train_sqnorm[start:stop]
-        if workspace is None or workspace.shape[1] != stop - start:
-            workspace = _Workspace(min(subblock, len(rows)), stop - start,
-                                   operands.delta_dtype)
-        for r0 in range(0, len(rows), subblock):
-            r1 = min(r0 + subblock, len(rows))
-            _distances(cross[r0:r1], train_sqnorm, x_sqnorm[r0:r1], on_lattice,
-                       workspace.delta[:r1 - r0])
-            part = []
-            _accumulate(workspace, r1 - r0, row_min[r0:r1], sums[:, r0:r1], kernel,
-                        schedule, part)
-            near += [(values, local + r0, base) for values, local, base in part]
-        if schedule.sparse:  # once per chunk: few calls, and memory bounded by the chunk
-            _add_sparse(near, row_min, sums, kernel, schedule.sparse)
-            near = []
+        chunk_min, chunk_sums = _fold_chunk(cross, operands.train_sqnorm[start:stop], x_sqnorm,
+                                            on_lattice, terms, len(kernel.coef))
+        if row_min is None:
+            row_min, sums = chunk_min, chunk_sums
+        else:
+            _merge(row_min, sums, chunk_min, chunk_sums, kernel.coef)
     if on_lattice:
         row_min += x_sqnorm
     return row_min, sums
@@ -325,14 +278,12 @@ def cpu_log_likelihood(train, data, sig, block_size, n_threads, progress):
     # per worker so that the workers finish together.
     block_rows = block_size or max(8, min(_TARGET_BLOCK_ELEMENTS // chunk,
                                           -(-n_rows // (2 * workers))))
-    subblock = max(1, min(block_rows, _TARGET_SUBBLOCK_ELEMENTS // chunk))
     blocks = _blocks(operands, block_rows)
-
-    schedule = sample_schedule(operands, kernel)
+    terms = _Terms.from_schedule(sample_schedule(operands, kernel), kernel)
 
     def score(block):
         rows, mode = block
-        return rows, _score_block(rows, operands, kernel, schedule, mode, chunk, subblock)
+        return rows, _score_block(rows, operands, kernel, terms, mode, chunk)
 
     work = float(n_rows) * n_train * operands.plan.gemm_columns
     bar = None
