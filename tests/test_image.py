@@ -122,6 +122,43 @@ def test_float32_inputs_are_read_exactly_as_given():
     assert_rel(got, direct_reference(train, data, [0.3, 1.0]), 1e-12)
 
 
+def _lattice_reference(values):
+    """The first scale s of LATTICE_SCALES with every value == k / s (float64 division, k in
+    0..255), and the codes; None if no scale fits. Python floats, one value at a time."""
+    for scale in _plan.LATTICE_SCALES:
+        codes = []
+        for v in map(float, values.ravel()):
+            k = round(v * scale)
+            if not (0 <= k <= 255 and k / scale == v):
+                break
+            codes.append(k)
+        else:
+            return scale, np.array(codes).reshape(values.shape)
+    return None
+
+
+lattice_values = st.one_of(
+    st.integers(0, 255).map(lambda k: k / 256), st.integers(0, 255).map(lambda k: k / 255),
+    st.integers(0, 255).map(float), st.sampled_from([-1 / 256, 256 / 256, 256.0, 0.5 / 256, -0.0]),
+    st.integers(0, 255).map(lambda k: float(np.nextafter(k / 256, 1.0))),
+    st.integers(1, 255).map(lambda k: float(np.nextafter(k / 255, 0.0))))
+
+
+@given(st.lists(st.lists(lattice_values, min_size=3, max_size=3), min_size=1, max_size=4),
+       st.sampled_from([np.float64, np.float32]))
+@settings(max_examples=examples(300))
+def test_property_lattice_detection_matches_a_value_by_value_reference(rows, dtype):
+    x = np.array(rows, dtype=dtype)
+    got, expected = _plan._lattice_codes(x), _lattice_reference(x)
+    if expected is None:
+        assert got is None
+        return
+    scale, codes = expected
+    assert got[0] == scale and np.array_equal(got[1], codes)
+    assert [list(v) for v in got[2]] == [list(codes.sum(1)), list(codes.max(1)),
+                                         list((codes.astype(np.int64) ** 2).sum(1))]
+
+
 def test_float32_bound_sends_heavy_rows_to_float64():
     """Rows whose cross products could pass 2**24 are not computed in float32."""
     rng = np.random.default_rng(4)

@@ -10,6 +10,7 @@ float64 GEMMs. Other data use the float64 expansion. :func:`distance_plan` repor
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import njit
 
 from .._parallel import run_tasks
 from .._validation import as_2d_real, as_positive_1d, check_same_columns
@@ -25,7 +26,6 @@ LATTICE_SCALES = (256, 255, 1)
 FLOAT32_COLUMNS = 256
 
 _FLOAT32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is a float32
-_ROWS_PER_CHUNK = 2048  # rows per pass of the planning statistics (stays in cache)
 
 
 @dataclass(frozen=True)
@@ -172,32 +172,52 @@ def distance_plan(train, data, sigmas=None):
                    sigma_paths=sigma_paths(schedule, len(sig)))
 
 
-def _lattice_codes(x, rows_per_chunk=_ROWS_PER_CHUNK):
-    """Return ``(scale, codes)`` if ``x == codes / scale`` exactly (codes in 0..255), else None.
+@njit(nogil=True, cache=True)
+def _lattice_pass(x, scale, codes, stats):
+    """Codes and row statistics if every ``x[i, j] == k / scale`` with ``k`` in 0..255.
 
-    ``x`` is float32 or float64. For a power-of-two scale ``x * scale`` is exact, and the codes
-    are its conversion to uint8 when that conversion is exact (which also rules out values
-    outside 0..255: they convert to something else). Other scales compare ``codes / scale`` in
-    float64 with ``x``: float32 data then pass only if every value is exactly ``k / scale``
-    in float64, which is the exactness the lattice arithmetic assumes. Checked chunk by chunk
-    so that a failing scale is abandoned early and each chunk stays in cache.
+    ``k = rint(x * scale)`` is accepted when ``0 <= k <= 255`` and ``k / scale == x`` in
+    float64 (for a power of two both steps are exact, so this is ``x * scale == k``, tested
+    by multiplying with the exact reciprocal; for other scales float32 data pass only where
+    ``k / scale`` is exactly a float32). Fills ``codes`` and ``stats`` (3, n): each row's sum,
+    maximum and sum of squares of the codes, exact in int64. Returns False at the end of the
+    first row that fails.
     """
+    n, d = x.shape
+    power_of_two = scale == 2.0 ** np.floor(np.log2(scale))
+    inverse = 1.0 / scale
+    for i in range(n):
+        bad = 0
+        total, top, squares = 0, 0, 0
+        for j in range(d):
+            value = np.float64(x[i, j])
+            k = np.rint(value * scale)
+            back = k * inverse if power_of_two else k / scale
+            good = (k >= 0.0) & (k <= MAX_CODE) & (back == value)
+            bad += not good
+            code = np.int64(k) if good else 0
+            codes[i, j] = code
+            total += code
+            squares += code * code
+            top = top if top >= code else code
+        if bad:
+            return False
+        stats[0, i], stats[1, i], stats[2, i] = total, top, squares
+    return True
+
+
+def _lattice_codes(x):
+    """``(scale, codes, stats)`` if ``x == codes / scale`` exactly (codes 0..255), else None.
+
+    ``x`` is float32 or float64; the scales of ``LATTICE_SCALES`` are tried in turn, each
+    abandoned at the first row that fails. ``stats`` is ``(sum, max, sum of squares)`` of each
+    row's codes (int64 arrays), as :func:`_float32_safe_rows` and the distances need them.
+    """
+    codes = np.empty(x.shape, dtype=np.uint8)
+    stats = np.empty((3, x.shape[0]), dtype=np.int64)
     for scale in LATTICE_SCALES:
-        codes = np.empty(x.shape, dtype=np.uint8)
-        power_of_two = scale & (scale - 1) == 0
-        for start in range(0, x.shape[0], rows_per_chunk):
-            part = x[start:start + rows_per_chunk]
-            scaled = part * part.dtype.type(scale)  # exact for a power of two
-            if not power_of_two:
-                scaled = np.rint(scaled)
-            with np.errstate(invalid="ignore"):  # out-of-range values are caught below
-                k = scaled.astype(np.uint8)
-            exact = (k == scaled).all() if power_of_two else np.array_equal(k / scale, part)
-            if not exact:
-                break
-            codes[start:start + len(part)] = k
-        else:
-            return scale, codes
+        if _lattice_pass(x, float(scale), codes, stats):
+            return scale, codes, tuple(stats)
     return None
 
 
@@ -220,25 +240,6 @@ def float32_gemm_is_exact():
     return _float32_gemm_check["ok"]
 
 
-def _row_stats(codes, rows_per_chunk=_ROWS_PER_CHUNK):
-    """Exact per-row integer statistics of codes (0..255), chunk by chunk.
-
-    Returns the sum, the maximum and the sum of squares of each row, as int64 (computed in
-    int32 when ``d * 255**2 < 2**31``, else in int64: exact either way).
-    """
-    n, d = codes.shape
-    wide_type = np.int32 if d * MAX_CODE**2 < 2**31 else np.int64
-    l1, top, l2sq = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    for start in range(0, n, rows_per_chunk):
-        part = codes[start:start + rows_per_chunk]
-        stop = start + len(part)
-        wide = part.astype(wide_type)
-        l2sq[start:stop] = np.einsum("ij,ij->i", wide, wide)
-        l1[start:stop] = np.einsum("ij->i", wide)
-        top[start:stop] = part.max(axis=1)
-    return l1, top, l2sq
-
-
 def _float32_safe_rows(x_stats, a_stats):
     """Rows of data whose products with every training row are exact in float32.
 
@@ -247,7 +248,7 @@ def _float32_safe_rows(x_stats, a_stats):
     most 2**24 (doubled by the factor -2 folded into the training operand: the even
     integers up to 2**25 are floats too). Three bounds on ``x . a`` are used, each exact in
     int64: Hoelder (1, inf), Cauchy-Schwarz and Hoelder (inf, 1). The statistics come from
-    :func:`_row_stats` over all columns: the data rows' sums over the GEMM columns are at most
+    :func:`_lattice_codes` over all columns: the data rows' sums over the GEMM columns are at most
     those, so the bounds hold for the GEMM's products too.
     """
     x_l1, x_top, x_l2sq = x_stats
@@ -274,9 +275,8 @@ def prepare(train, data):
     else:
         columns = np.flatnonzero(np.any(train != 0, axis=0))
     if lattice_train and lattice_data and lattice_train[0] == lattice_data[0]:
-        scale, a_codes = lattice_train
-        x_codes = lattice_data[1]
-        a_stats, x_stats = _on_both(_row_stats, a_codes, x_codes)
+        scale, a_codes, a_stats = lattice_train
+        _, x_codes, x_stats = lattice_data
         if float32_gemm_is_exact():
             mode = np.where(_float32_safe_rows(x_stats, a_stats), "float32", "chunked")
         else:
