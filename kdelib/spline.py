@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import log_ndtr, ndtri_exp
+from scipy.special import erf, log_ndtr, ndtri_exp
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
@@ -414,6 +414,7 @@ class RationalQuadraticSpline:
 MIN_MASS = 1e-12
 _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 _LOG2 = np.log(2.0)
+_SQRT_HALF = math.sqrt(0.5)
 
 
 def _softplus(v):
@@ -428,10 +429,15 @@ def _inverse_softplus(v):
     return np.where(v > 30.0, v, np.log(np.expm1(np.minimum(v, 30.0))))
 
 
-def _log_normaliser(v):
-    """``log(sum(exp(v)))`` of a short 1-D vector (scipy's logsumexp costs more than the fit)."""
-    m = v.max()
-    return m + np.log(np.sum(np.exp(v - m)))
+def _softmax(v):
+    """``exp(v) / sum(exp(v))`` of a short 1-D vector, summing to 1 within rounding.
+
+    Normalised by the sum itself rather than by ``exp(v - logsumexp(v))``: in a degenerate fit
+    the parameters can reach 1e8, and ``v - logsumexp(v)`` then carries an absolute error of
+    1e-8, which would leave the masses summing to 1 - 1e-8 (so F + S != 1 at a knot).
+    """
+    e = np.exp(v - v.max())
+    return e / e.sum()
 
 
 def _weighted_quantile(z_sorted, cum_weights, p):
@@ -463,9 +469,9 @@ class _Layout:
 
     def unpack(self, theta):
         a, b, c = self.split(theta)
-        pw = np.exp(a - _log_normaliser(a))
+        pw = _softmax(a)
         widths = self.R * (self.mw + self.free * pw)
-        pq = np.exp(b - _log_normaliser(b))
+        pq = _softmax(b)
         log_q = np.log(self.mq + self.free_q * pq)
         derivatives = self.md + _softplus(c)
         return pw, pq, widths, log_q, derivatives
@@ -547,7 +553,7 @@ class _Layout:
         b = np.log(np.maximum(masses / masses.sum() - self.mq, self.mq) / self.free_q)
         pw = np.exp(a)
         w = self.R * (self.mw + self.free * pw)
-        h = self.mq + self.free_q * np.exp(b[1:K + 1] - _log_normaliser(b))
+        h = self.mq + self.free_q * _softmax(b)[1:K + 1]
         slopes = h / w
         d = np.concatenate([[slopes[0]], 0.5 * (slopes[:-1] + slopes[1:]), [slopes[-1]]])
         c = _inverse_softplus(np.maximum(d - self.md, 1e-3))
@@ -874,7 +880,16 @@ def _evaluate(spline, upper_values, log_tails, sigmas, z):
                 continue
             t = (z[sel] - spline.x[j]) / sigmas[side]
             near = log_tails[side] + _LOG2 + log_ndtr(t if side == 0 else -t)
+            # The other side's probability: 1 - exp(near) while that is above 1/2; below, the
+            # knot's value plus the tail's mass beyond it, q erf(|t| / sqrt 2), a sum of
+            # positive terms (1 - exp(near) would cancel: near itself sums log q, log 2 and
+            # log Phi, so its absolute rounding error is relative in 1 - exp(near)).
             far = np.log1p(-np.exp(near))
+            close = near > -_LOG2
+            if np.any(close):
+                at_knot = upper_values[0] if side == 0 else spline.y[K]
+                mass = np.exp(log_tails[side]) * erf(np.abs(t[close]) * _SQRT_HALF)
+                far[close] = np.log(at_knot + mass)
             log_cdf[sel], log_sf[sel] = (near, far) if side == 0 else (far, near)
             log_pdf[sel] = np.log(spline.derivatives[j]) - 0.5 * t * t
     return log_cdf, log_sf, log_pdf

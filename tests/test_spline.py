@@ -305,6 +305,36 @@ def test_tails_are_normal_in_log_space_far_out(density):
     assert density.logcdf(-1e300) == -np.inf and density.logsf(1e300) == -np.inf
 
 
+DEGENERATE = {  # ties at -1 beside values ~1e64 away: the fit's parameters reach 1e8-1e9
+    "upper tail holds most mass": [-1, -1, -1, -10, -1e65, 1e48],
+    "lower tail at a knot": [-1] * 7 + [-1e63, 1e48],
+}
+
+
+@pytest.mark.parametrize("values", DEGENERATE.values(), ids=DEGENERATE.keys())
+def test_degenerate_fit_masses_sum_to_one_and_tails_stay_accurate(values):
+    """F + S = 1 at the knots; a tail's other side is accurate where the tail holds > 1/2."""
+    d = SplineDensity(random_state=0).fit(values)
+    s, eps = d.spline_, np.finfo(float).eps
+    np.testing.assert_allclose(s.y + d._upper_values, 1.0, rtol=0, atol=2 * eps)
+    knots = d.center_ + d.scale_ * s.x[[0, -1]]
+    for x, side in ((knots[0], 0), (knots[1], 1)):
+        sigma, q = d.tail_scales_[side], mp.exp(mp.mpf(d.log_tail_masses_[side]))
+        at_knot = mp.mpf(d._upper_values[0] if side == 0 else s.y[-1])
+        for step in (0.0, 1e-3, 0.1, 1.0, 3.0):
+            z = (x - d.center_) / d.scale_ + (step * sigma if side else -step * sigma)
+            point = d.center_ + d.scale_ * z
+            t = abs((point - d.center_) / d.scale_ - s.x[-side]) / sigma
+            with mp.workdps(40):
+                other = at_knot + q * mp.erf(mp.mpf(t) / mp.sqrt(2))  # S below, F above
+                near = 2 * q * mp.ncdf(-mp.mpf(t))
+            got_other = d.logsf(point) if side == 0 else d.logcdf(point)
+            got_near = d.logcdf(point) if side == 0 else d.logsf(point)
+            assert got_other == pytest.approx(float(mp.log(other)), rel=8 * eps, abs=2 * eps)
+            if near > 0:
+                assert got_near == pytest.approx(float(mp.log(near)), rel=1e-13)
+
+
 def test_auto_bins_are_chosen_on_held_out_likelihood():
     data = bimodal(800, seed=2)
     d = SplineDensity(random_state=0).fit(data)
