@@ -13,9 +13,11 @@ buffer the size of the training chunk, and every sum reads them from cache: no f
 intermediate array is written. The functions are compiled by Numba on first use (cached on
 disk) and release the GIL, so the worker threads of :mod:`kdelib._parallel` run them in parallel.
 
-Sums are accumulated in several lanes at once (the compiler may reassociate them); each is a sum
-of positive terms, so its relative error is at most about ``(m / 8 + 2)`` units in the last place
-for a chunk of ``m`` training images (``m <= 32768``: below 1e-12).
+Sums are accumulated in several lanes at once (the compiler may reassociate them, so the last
+bits depend on the CPU's vector width). Each lane adds positive terms, so a row's sum over a chunk
+of ``m`` training images has relative error at most about ``m / L`` units in the last place
+(``L >= 2`` lanes): below 1e-12 for the ``m = 10,000`` of MNIST on any x86-64 CPU; the sweep
+agrees with the plain float64 reference to 3e-15 per row.
 """
 
 import math
