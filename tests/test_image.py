@@ -159,6 +159,20 @@ def test_property_lattice_detection_matches_a_value_by_value_reference(rows, dty
                                          list((codes.astype(np.int64) ** 2).sum(1))]
 
 
+def test_float64_expansion_with_zero_and_rounding_negative_distances():
+    """Data rows equal to training rows: the expansion gives 0 or rounds below, clamped to 0."""
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(40, 9)) + 0.1
+    data = np.vstack([train[:10], rng.normal(size=(5, 9))])
+    raw = (np.einsum("ij,ij->i", data, data)[:, None] + np.einsum("ij,ij->i", train, train)
+           - 2 * data @ train.T)
+    assert (np.diag(raw[:10, :10]) < 0).any() and (np.diag(raw[:10, :10]) == 0).any()
+    assert image.distance_plan(train, data).method == "float64"
+    sigmas = [0.05, 0.5, 5.0]
+    got = image.log_likelihood(train, data, sigmas, per_sample=True)
+    assert_rel(got, direct_reference(train, data, sigmas), 1e-12)
+
+
 def test_float32_bound_sends_heavy_rows_to_float64():
     """Rows whose cross products could pass 2**24 are not computed in float32."""
     rng = np.random.default_rng(4)

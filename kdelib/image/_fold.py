@@ -124,13 +124,18 @@ def _lattice_row(cross_row, train_sqnorm, buf):
 
 @njit(fastmath=_SUM_FLAGS, nogil=True, cache=True)
 def _float64_row(cross_row, train_sqnorm, x_sqnorm, buf):
-    """``buf[j] = max(|x|^2 + |a_j|^2 - 2 x.a_j, 0)`` in float64 (rounding can go below 0)."""
-    lo = np.inf
+    """``buf[j] = max(|x|^2 + |a_j|^2 - 2 x.a_j, 0)`` in float64 (rounding can go below 0).
+
+    The minimum is taken over the bit patterns: for non-negative doubles they order as int64
+    like the values (-0.0, the one negative pattern, equals 0), and an integer minimum is
+    vectorised where a float one is not.
+    """
+    lowest = _float_as_bits(np.inf)
     for j in range(cross_row.shape[0]):
         d = max(x_sqnorm + train_sqnorm[j] + cross_row[j], 0.0)
         buf[j] = d
-        lo = min(lo, d)
-    return lo
+        lowest = min(lowest, _float_as_bits(d))
+    return _bits_as_float(lowest)
 
 
 @njit(fastmath=_SUM_FLAGS, nogil=True, cache=True)
