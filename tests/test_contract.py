@@ -240,7 +240,7 @@ def extreme_samples():
 @settings(max_examples=examples(25), deadline=None)
 @given(extreme_samples())
 @example([-1.0, -1.0, -1.0, -10.0, -1e65, 1e48])  # spline: log F(-1) was 42 eps below log F(-10)
-@example([-1.0] * 7 + [-1e63, 1e48])  # spline: S summed to 1 - 8e-9 at a knot (scipy 1.15: S > 1)
+@example([-1.0] * 7 + [-1e63, 1e48])  # spline: S was 1 - 8e-9 at a knot (scipy 1.15: S > 1)
 def test_extreme_but_finite_data_fit_cleanly_or_raise_clearly(values):
     """Every estimator either refuses the sample with a ValueError or fits a valid distribution."""
     data = np.array(values)

@@ -96,7 +96,7 @@ def _schedule(delta, kernel):
 
 @dataclass
 class _Terms:
-    """The schedule as the arrays the row kernel takes (see :func:`kdelib.image._fold.fold_lattice`)."""
+    """The schedule as the arrays that :func:`kdelib.image._fold.fold_lattice` takes."""
 
     dense_sigma: np.ndarray
     dense_coef: np.ndarray
