@@ -44,7 +44,7 @@ _TAYLOR = [1.0 / math.factorial(k) for k in range(14)]
 (_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = _TAYLOR
 
 # Floating-point contraction (fused multiply-add) only: no reassociation, which would undo the
-# rounding trick and the Cody-Waite split.
+# rounding trick and the Cody-Waite split, or change how a float64 distance is rounded.
 _EXACT_FLAGS = {"contract"}
 # Loops that sum positive terms may be reassociated into several lanes (vectorised).
 _SUM_FLAGS = {"reassoc", "contract", "nsz"}
@@ -110,7 +110,7 @@ def exp_nonpositive(x):
     return value if x > EXP_FLOOR else 0.0
 
 
-@njit(fastmath=_SUM_FLAGS, nogil=True, cache=True)
+@njit(fastmath=_EXACT_FLAGS, nogil=True, cache=True)
 def _lattice_row(cross_row, train_sqnorm, buf):
     """``buf[j] = |a_j|^2 - 2 x.a_j`` (exact integers) and its minimum."""
     # the float sum is an exact integer, stored exactly in the integer buffer
@@ -122,7 +122,7 @@ def _lattice_row(cross_row, train_sqnorm, buf):
     return lo
 
 
-@njit(fastmath=_SUM_FLAGS, nogil=True, cache=True)
+@njit(fastmath=_EXACT_FLAGS, nogil=True, cache=True)
 def _float64_row(cross_row, train_sqnorm, x_sqnorm, buf):
     """``buf[j] = max(|x|^2 + |a_j|^2 - 2 x.a_j, 0)`` in float64 (rounding can go below 0).
 
