@@ -109,21 +109,25 @@ def log_likelihood(train, data, sigmas, per_sample=False, *, block_size=None, n_
     sigma, path ``"near"``: those terms are gathered once for all such sigmas): all dropped
     terms together are below :math:`k e^{-T} = 2^{-60}` of the sum, which holds the term
     :math:`1`. Every other sigma evaluates all terms (path ``"exp"``) as
-    ``np.exp(-delta * c)`` with the exact integer :math:`\delta = D_i - m` on the lattice:
-    the argument is one rounding from exact and the exponential a few units in the last
-    place. A sigma whose :math:`c = 1/(2\sigma^2)` is :math:`2^j` times that of another
+    :math:`\exp(-\delta c)` with the exact integer :math:`\delta = D_i - m` on the lattice:
+    the argument is one rounding from exact, and the exponential (Cody-Waite reduction and
+    a degree-13 Taylor polynomial, compiled so that it vectorises) is within one unit in the
+    last place; terms below :math:`e^{-708}` (relative to the row's largest, 1) count as 0.
+    A sigma whose :math:`c = 1/(2\sigma^2)` is :math:`2^j` times that of another
     (:math:`j \le 4`, e.g. 1 and 2) takes that one's terms and squares them :math:`j` times
     in place (path ``("square", ...)``), :math:`e^{-2x} = (e^{-x})^2`, which keeps the
-    relative error within :math:`2^j` times that of the base term. Row sums are
-    matrix-vector products. The paths are chosen once per call from the distances of the
-    first data rows; :func:`distance_plan` with ``sigmas`` reports them.
+    relative error within :math:`2^j` times that of the base term. Row sums run in several
+    vector lanes (their last bits depend on the CPU). The paths are chosen once per call from
+    the distances of the first data rows; :func:`distance_plan` with ``sigmas`` reports them.
 
     *Work and memory.* Rows of ``data`` are split into blocks run by ``n_threads`` workers,
-    each with a single-threaded BLAS (no idle BLAS threads compete with the element-wise
-    passes); a block's GEMM output is consumed in sub-blocks of about :math:`2^{17}` values
-    that stay in cache. Memory per worker: the block's cross products, the scratch arrays of
-    one sub-block, and the gathered near terms of the small sigmas (at most a fraction of the
-    block). float32 inputs are read as they are (no float64 copy). The GPU path ignores
+    each with a single-threaded BLAS (no idle BLAS threads compete with the other work).
+    After a block's GEMM a compiled pass (Numba, GIL released) takes each data row once:
+    its distances into a buffer the size of the training chunk, their minimum, then every
+    sigma's sum from that buffer, so nothing of the block's size is written besides the GEMM
+    output. Memory per worker: the block's cross products and four buffers of one training
+    chunk. The first call in a fresh environment compiles the pass (a few seconds; cached on
+    disk). float32 inputs are read as they are (no float64 copy). The GPU path ignores
     ``n_threads`` and ``progress``; it copies float32 inputs to the device as float32 (exact),
     works on each block in place (distances, then one exponential pass per sigma into one
     scratch array) and copies the results back once. On the k/256 lattice its float64
