@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["exp_nonpositive", "fold_lattice", "fold_float64"]
+__all__ = ["exp_nonpositive", "fold_lattice", "fold_float64", "relative_distances"]
 
 # Cody-Waite split of ln 2: LN2_HI has 11 trailing zero bits, so k * LN2_HI is exact for
 # |k| < 2**11 and x - k * LN2_HI is exact (Sterbenz).
@@ -236,3 +236,19 @@ def fold_float64(cross, train_sqnorm, x_sqnorm, dense_sigma, dense_coef, chain_s
         mins[row] = lo
         _fold_row(buf, lo, row, dense_sigma, dense_coef, chain_sigma, chain_times, chain_start,
                   near_sigma, near_coef, near_drop, sums, terms, index)
+
+
+@njit(nogil=True, cache=True)
+def relative_distances(cross, train_sqnorm, x_sqnorm, on_lattice, out):
+    """Each row's distances minus the row's minimum, formed as the fold functions form them.
+
+    ``out`` (r, m) has the distances' type: an integer type on the lattice (``x_sqnorm`` is
+    then ignored), float64 for the expansion. Used to choose the schedule from a sample.
+    """
+    for row in range(cross.shape[0]):
+        if on_lattice:
+            lo = _lattice_row(cross[row], train_sqnorm, out[row])
+        else:
+            lo = _float64_row(cross[row], train_sqnorm, x_sqnorm[row], out[row])
+        for j in range(out.shape[1]):
+            out[row, j] -= lo

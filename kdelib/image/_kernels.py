@@ -173,21 +173,6 @@ def _gemm_operand(operands, rows):
     return source.astype(operands.train_gemm.dtype)
 
 
-def _distances(cross, train_sqnorm, x_sqnorm, on_lattice, out):
-    """Squared distances into ``out``, up to the per-row constant ``|x|^2`` on the lattice.
-
-    On the lattice ``|a|^2 - 2 x.a`` in exact integers (``|x|^2`` is added to the row minimum
-    at the end); otherwise the float64 expansion, clamped at zero (rounding can make it
-    negative).
-    """
-    np.copyto(out, cross, casting="unsafe")
-    np.add(out, train_sqnorm, out=out)
-    if not on_lattice:
-        out += x_sqnorm[:, None]
-        np.maximum(out, 0.0, out=out)
-    return out
-
-
 def _score_block(rows, operands, kernel, terms, mode, chunk):
     """Running minimum (r,) and sums (s, r) for the data rows ``rows``."""
     on_lattice = operands.plan.method == "lattice"
@@ -222,9 +207,9 @@ def sample_schedule(operands, kernel, n_sample=_SAMPLE_ROWS):
     train_op = operands.train_gemm[:_MAX_TRAIN_CHUNK]
     cross = _cross_products(_gemm_operand(operands, rows), train_op, mode)
     delta = np.empty(cross.shape, dtype=operands.delta_dtype)
-    _distances(cross, operands.train_sqnorm[:len(train_op)], operands.data_sqnorm[rows],
-               operands.plan.method == "lattice", delta)
-    return _schedule(delta - delta.min(axis=1)[:, None], kernel)
+    _fold.relative_distances(cross, operands.train_sqnorm[:len(train_op)],
+                             operands.data_sqnorm[rows], operands.plan.method == "lattice", delta)
+    return _schedule(delta, kernel)
 
 
 def sigma_paths(schedule, n_sigmas):
