@@ -40,8 +40,9 @@ _ROUNDER_BITS = int(np.float64(_ROUNDER).view(np.int64))
 #: Below this argument the exponential is returned as 0 (exp(-708) = 3.3e-308, the normal range
 #: ends at 2.2e-308): a term that small is negligible next to the row's largest term, exp(0) = 1.
 EXP_FLOOR = -708.0
-_TAYLOR = [1.0 / math.factorial(k) for k in range(14)]
-(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = _TAYLOR
+# 1/k! for k = 13, 12, ..., 0: the Taylor polynomial of exp, highest degree first (Horner)
+_TAYLOR_TOP = 1.0 / math.factorial(13)
+_TAYLOR_REST = tuple(1.0 / math.factorial(k) for k in range(12, -1, -1))
 
 # Floating-point contraction (fused multiply-add) only: no reassociation, which would undo the
 # rounding trick and the Cody-Waite split, or change how a float64 distance is rounded.
@@ -91,20 +92,9 @@ def exp_nonpositive(x):
     shifted = xc * _INV_LN2 + _ROUNDER
     k = shifted - _ROUNDER
     r = (xc - k * _LN2_HI) - k * _LN2_LO
-    p = _C13
-    p = p * r + _C12
-    p = p * r + _C11
-    p = p * r + _C10
-    p = p * r + _C9
-    p = p * r + _C8
-    p = p * r + _C7
-    p = p * r + _C6
-    p = p * r + _C5
-    p = p * r + _C4
-    p = p * r + _C3
-    p = p * r + _C2
-    p = p * r + _C1
-    p = p * r + _C0
+    p = _TAYLOR_TOP
+    for coefficient in _TAYLOR_REST:  # unrolled by the compiler
+        p = p * r + coefficient
     two_k = _bits_as_float((_float_as_bits(shifted) - _ROUNDER_BITS + 1023) << 52)
     value = p * two_k
     return value if x > EXP_FLOOR else 0.0
